@@ -1,0 +1,73 @@
+"""Plots the chapters share: waveforms, spectrograms, codes. matplotlib is imported lazily.
+
+Notebook: book/00_introduction.md (and every chapter that looks at sound).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _as_numpy(wav) -> np.ndarray:
+    """[T], [1, T] or [1, 1, T] tensor/array -> float numpy [T]."""
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().cpu().numpy()
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim > 1:
+        wav = wav.reshape(-1, wav.shape[-1])[0]
+    return wav
+
+
+def spectrogram_db(wav, n_fft: int = 512, hop_length: int = 128, floor_db: float = -90.0) -> np.ndarray:
+    """Magnitude spectrogram in dB re full scale.
+
+    Args:
+        wav (Tensor | ndarray): [T] or [1, T] float in [-1, 1].
+        n_fft (int): FFT size (Hann window of the same length).
+        hop_length (int): samples between frames.
+        floor_db (float): lowest value returned (silence would otherwise be -inf).
+
+    Returns:
+        ndarray: [n_fft // 2 + 1, frames] in dB.
+    """
+    x = torch.from_numpy(_as_numpy(wav))
+    spec = torch.stft(x, n_fft, hop_length, window=torch.hann_window(n_fft), return_complex=True).abs()
+    db = 20 * torch.log10(spec / (n_fft / 4) + 1e-12)  # a full-scale sine reads about 0 dB
+    return db.clamp_min(floor_db).numpy()
+
+
+def plot_waveform_and_spectrogram(wav, sample_rate: int, title: str = "", n_fft: int = 512, axes=None):
+    """Waveform above its spectrogram, sharing the time axis.
+
+    Args:
+        wav (Tensor | ndarray): [T] or [1, T] float in [-1, 1].
+        sample_rate (int): samples per second.
+        title (str): figure title.
+        n_fft (int): FFT size of the spectrogram.
+        axes: optional pair of matplotlib axes to draw into.
+
+    Returns:
+        matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    x = _as_numpy(wav)
+    if axes is None:
+        fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True, height_ratios=[1, 2])
+    else:
+        fig = axes[0].figure
+    t = np.arange(len(x)) / sample_rate
+    axes[0].plot(t, x, lw=0.5)
+    axes[0].set_ylabel("amplitude")
+    axes[0].set_ylim(-1.05, 1.05)
+    hop = n_fft // 4
+    db = spectrogram_db(x, n_fft, hop)
+    extent = [0, len(x) / sample_rate, 0, sample_rate / 2000]
+    im = axes[1].imshow(db, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=-90, vmax=0)
+    axes[1].set_ylabel("frequency (kHz)")
+    axes[1].set_xlabel("time (s)")
+    fig.colorbar(im, ax=list(axes), label="dB", fraction=0.03, pad=0.01)
+    if title:
+        fig.suptitle(title)
+    return fig
