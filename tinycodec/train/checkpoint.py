@@ -1,0 +1,203 @@
+"""Checkpoints: atomic, safe to load, and enough to rebuild the model with no other argument.
+
+A checkpoint is a dict of tensors and plain containers only (RNG states converted to tensors and
+lists), so it loads with ``torch.load(weights_only=True)``: a file whose pickle would run code
+is refused instead of executed.
+
+    {"format": "tinycodec-checkpoint", "version": 1, "family": "tinystream",
+     "model_config": {...}, "train_config": {...}, "model": state_dict, "discriminator": ...,
+     "opt_g", "opt_d", "sched_g", "sched_d", "step", "best_val", "history", "rng": {...}}
+
+Notebook: book/04_training.md
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["save_checkpoint", "read_checkpoint", "load_checkpoint", "export_weights", "rng_state",
+           "set_rng_state", "CheckpointManager", "FORMAT"]
+
+FORMAT = "tinycodec-checkpoint"
+VERSION = 1
+
+
+def atomic_save(obj, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows within one file system
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def rng_state(sampler_state: torch.Tensor | None = None) -> dict:
+    """RNG states of torch (CPU and CUDA), numpy, python and the crop sampler as tensors/lists."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "state": list(py_state), "gauss": gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if sampler_state is not None:
+        state["sampler"] = sampler_state
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Inverse of :func:`rng_state` (the sampler's state is restored by the sampler)."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load a training checkpoint safely (``weights_only=True``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        RuntimeError: the file is not a tinycodec checkpoint, or its pickle holds objects or
+            code that a weights-only load refuses (a malicious or foreign file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuntimeError(f"refusing to load {path}: it is not a safe tinycodec checkpoint (its pickle "
+                           f"references code or objects beyond tensors and plain containers; "
+                           f"weights_only load said: {first[:200]})") from None
+    except (EOFError, RuntimeError, OSError, ValueError) as exc:
+        raise RuntimeError(f"cannot read checkpoint {path}: {exc}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise RuntimeError(f"{path} is not a tinycodec training checkpoint (no format={FORMAT!r} entry)")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, map_location="cpu"):
+    """Rebuild the trained codec from a checkpoint, with no other argument.
+
+    Args:
+        path: a ``.pt`` file written by ``tinycodec.train``.
+
+    Returns:
+        CodecModel: in eval mode, with ``model.checkpoint_step`` and ``model.train_config`` (dict) set.
+    """
+    from tinycodec.models import build_model
+
+    ckpt = read_checkpoint(path, map_location)
+    model = build_model(ckpt["family"], ckpt["model_config"])
+    model.load_state_dict(ckpt["model"])
+    model.checkpoint_step = int(ckpt["step"])
+    model.train_config = ckpt["train_config"]
+    if ckpt["train_config"].get("preset"):
+        model.model_id = ckpt["train_config"]["preset"]
+    return model.eval()
+
+
+def export_weights(ckpt, out: str | Path) -> Path:
+    """Write the model weights as safetensors, the config JSON in the metadata.
+
+    Args:
+        ckpt: a checkpoint path, a checkpoint dict, or a ``CodecModel``.
+        out: ``.safetensors`` path.
+
+    Returns:
+        Path: ``out``. Metadata keys: ``format`` ("tinycodec"), ``family``, ``config`` (JSON), ``step``.
+    """
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    if isinstance(ckpt, (str, Path)):
+        ckpt = read_checkpoint(ckpt)
+    if isinstance(ckpt, dict):
+        family, config, state, step = ckpt["family"], ckpt["model_config"], ckpt["model"], ckpt["step"]
+    else:  # a model
+        family, config, state = ckpt.family, asdict(ckpt.config), ckpt.state_dict()
+        step = getattr(ckpt, "checkpoint_step", 0)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    meta = {"format": "tinycodec", "family": family, "config": json.dumps(config), "step": str(step)}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out), metadata=meta)
+    return out
+
+
+def describe_mismatch(ckpt: dict, family: str, model_config: dict, preset: str | None = None) -> str | None:
+    """``None`` when the checkpoint's model matches, else a message naming the differences."""
+    diffs = []
+    if ckpt["family"] != family:
+        diffs.append(f"family {ckpt['family']} -> {family}")
+    old = ckpt["model_config"]
+    for key in sorted(set(old) | set(model_config)):
+        a, b = old.get(key), model_config.get(key)
+        if (list(a) if isinstance(a, tuple) else a) != (list(b) if isinstance(b, tuple) else b):
+            diffs.append(f"{key} {a!r} -> {b!r}")
+    if not diffs:
+        return None
+    old_name = ckpt["train_config"].get("preset") or "custom"
+    return (f"the checkpoint holds preset {old_name!r}, this run asks for {preset or 'custom'!r}: "
+            + ", ".join(diffs) + " (checkpoint -> this run)")
+
+
+class CheckpointManager:
+    """Writes ``step_XXXXXXXX.pt`` keeping the last ``keep_last``, plus ``best.pt`` (lowest validation).
+
+    Args:
+        directory: checkpoint folder.
+        keep_last (int): step checkpoints to keep.
+    """
+
+    def __init__(self, directory: str | Path, keep_last: int = 3):
+        self.directory, self.keep_last = Path(directory), max(1, keep_last)
+
+    def path_for(self, step: int) -> Path:
+        return self.directory / f"step_{step:08d}.pt"
+
+    def save(self, ckpt: dict, best: bool = False) -> Path:
+        path = atomic_save(ckpt, self.path_for(ckpt["step"]))
+        if best:
+            atomic_save(ckpt, self.directory / "best.pt")
+        steps = sorted(self.directory.glob("step_*.pt"))
+        for old in steps[: -self.keep_last]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def save_best(self, ckpt: dict) -> Path:
+        return atomic_save(ckpt, self.directory / "best.pt")
+
+    def latest(self) -> Path | None:
+        steps = sorted(self.directory.glob("step_*.pt"))
+        return steps[-1] if steps else None
+
+
+def save_checkpoint(path: str | Path, ckpt: dict) -> Path:
+    """Atomically write a checkpoint dict (see the module docstring for its keys)."""
+    return atomic_save(ckpt, path)

@@ -1,0 +1,62 @@
+"""``tinycodec train``: the training entry point (also under ``torchrun --nproc_per_node N``).
+
+    tinycodec train --config ultra_tiny --audio_dir data/demo --max_steps 2000
+    tinycodec train --resume checkpoints/step_00002000.pt --max_steps 4000
+    torchrun --nproc_per_node 2 -m tinycodec train --config tiny --device cuda
+
+Notebook: book/04_training.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+__all__ = ["register"]
+
+
+def register(subparsers) -> None:
+    from tinycodec.train.config import model_families
+
+    p = subparsers.add_parser("train", help="train a codec (losses, discriminators, checkpoints, TensorBoard)",
+                              description="Train a codec on a folder of audio. Unset flags keep the preset's "
+                                          "values; --resume alone continues a run as it was.")
+    p.add_argument("--model", choices=model_families(), help="model family (default: the preset's, else tinystream)")
+    p.add_argument("--config", metavar="PRESET", help="named preset, e.g. ultra_tiny, tiny, small, soundstream_tiny")
+    p.add_argument("--audio_dir", help="folder of audio files (train/val split by path hash; default data/demo)")
+    p.add_argument("--batch_size", type=int, help="global batch size, all processes together (default 16)")
+    p.add_argument("--audio_length", type=float, help="crop length in seconds (default 0.5)")
+    p.add_argument("--C", type=int, help="base channels (overrides the preset)")
+    p.add_argument("--D", type=int, help="embedding dimension (overrides the preset)")
+    p.add_argument("--num_quantizers", type=int, help="residual quantizers (overrides the preset)")
+    p.add_argument("--codebook_size", type=int, help="codes per quantizer, a power of two (overrides the preset)")
+    p.add_argument("--sample_rate", type=int, help="Hz (overrides the preset)")
+    p.add_argument("--g_lr", type=float, help="generator learning rate (default 3e-4)")
+    p.add_argument("--d_lr", type=float, help="discriminator learning rate (default 3e-4)")
+    p.add_argument("--disc_warmup_steps", type=int, help="generator-only steps before the GAN losses (default 0)")
+    p.add_argument("--save_interval", type=int, help="steps between checkpoints (default 1000)")
+    p.add_argument("--num_workers", type=int, help="DataLoader workers (default 0)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--num_epochs", type=int, help="epochs (one epoch = the train split's seconds in crops)")
+    length.add_argument("--max_steps", type=int, help="optimisation steps (default 1000)")
+    p.add_argument("--checkpoint_dir", help="checkpoint folder (default checkpoints)")
+    p.add_argument("--log_dir", help="TensorBoard folder (default runs)")
+    p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--seed", type=int, help="seed of weights, crops and codebooks (default 0)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinycodec.train import TrainConfig, train
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result = train(TrainConfig.from_args(args))
+    if result.interrupted:
+        logging.getLogger(__name__).warning("stopped at step %d; resume with --resume %s",
+                                            result.step, result.checkpoint)
+    dist = result.history["val_mel_distance"]
+    if dist:
+        logging.getLogger(__name__).info("step %d: validation mel distance %.4f (step 0: %.4f); checkpoint %s",
+                                         result.step, dist[-1], dist[0], result.checkpoint)
+    return 0

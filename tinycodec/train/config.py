@@ -1,0 +1,147 @@
+"""``TrainConfig``: everything a training run needs, as one dataclass (and the ``tinycodec train`` flags).
+
+Notebook: book/04_training.md
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tinycodec.discriminators import DiscriminatorConfig
+from tinycodec.losses import LossWeights
+
+__all__ = ["TrainConfig", "PLANNED_FAMILIES", "model_families", "resolve_model_config"]
+
+# families the CLI accepts before their model code exists; registering the model class and config
+# in tinycodec.models (MODEL_CLASSES / CONFIG_CLASSES) is all it takes to make one trainable
+PLANNED_FAMILIES = ("transformer",)
+DEFAULT_PRESET = {"tinystream": "ultra_tiny", "soundstream": "soundstream_tiny"}
+MODEL_FIELDS = ("C", "D", "num_quantizers", "codebook_size", "sample_rate")  # the CLI's model overrides
+
+
+@dataclass
+class TrainConfig:
+    """A training run. ``None`` for ``model``/``preset`` means "from the checkpoint when resuming,
+    else tinystream / ultra_tiny".
+
+    ``batch_size`` is the global batch: under torchrun each of N processes takes ``batch_size / N``
+    crops of the same draw, so a run means the same thing on 1 or N processes.
+    """
+
+    # model
+    model: str | None = None  # family: "tinystream" | "soundstream" | "transformer" (not available yet)
+    preset: str | None = None  # named preset (`--config`), e.g. "ultra_tiny", "tiny", "soundstream_tiny"
+    C: int | None = None  # overrides of the preset's fields (None keeps the preset's value)
+    D: int | None = None
+    num_quantizers: int | None = None
+    codebook_size: int | None = None
+    sample_rate: int | None = None
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # any other config field, e.g. strides
+    # data
+    audio_dir: str = "data/demo"  # AudioFolder root; its "train" split trains, "val" validates
+    audio_length: float = 0.5  # crop length in seconds
+    batch_size: int = 16  # global batch (all processes together)
+    num_workers: int = 0  # DataLoader workers reading crops (0: in the main process)
+    val_clips: int = 8  # held-out clips for the validation mel distance
+    val_length: float = 1.0  # seconds per validation clip
+    # optimisation
+    g_lr: float = 3e-4  # generator Adam learning rate
+    d_lr: float = 3e-4  # discriminator Adam learning rate
+    betas: tuple[float, float] = (0.5, 0.9)  # Adam betas (GAN practice: low beta1)
+    lr_gamma: float = 1.0  # per-step exponential LR decay (1: constant)
+    grad_clip: float | None = 10.0  # max gradient norm (None: no clipping, norm still logged)
+    disc_warmup_steps: int = 0  # generator-only steps (reconstruction + commitment) before the GAN starts
+    weights: LossWeights = field(default_factory=LossWeights)
+    disc: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    # schedule
+    max_steps: int | None = 1000  # total optimisation steps (wins over num_epochs when both are set)
+    num_epochs: int | None = None  # epochs of the train split (one epoch = its seconds of audio in crops)
+    # bookkeeping
+    checkpoint_dir: str = "checkpoints"
+    log_dir: str | None = "runs"  # TensorBoard folder (None: no TensorBoard)
+    save_interval: int = 1000  # steps between checkpoints (one more at the end)
+    keep_last: int = 3  # step checkpoints kept besides best.pt
+    log_interval: int = 10  # steps between TensorBoard scalars
+    val_interval: int = 200  # steps between validations (and audio/spectrogram summaries)
+    resume: str | None = None  # checkpoint to continue from
+    # robustness
+    max_bad_steps: int = 5  # consecutive NaN/Inf steps before aborting
+    # hardware
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    compile: bool = False  # torch.compile the generator and discriminator
+    num_threads: int | None = None  # torch CPU threads during the run (None: leave torch's setting)
+    seed: int = 0
+    progress: bool = True  # tqdm bar with the losses
+
+    def __post_init__(self) -> None:
+        if isinstance(self.weights, dict):
+            self.weights = LossWeights(**self.weights)
+        if isinstance(self.disc, dict):
+            self.disc = DiscriminatorConfig(**self.disc)
+        self.betas = tuple(self.betas)
+        if self.batch_size < 1 or self.audio_length <= 0:
+            raise ValueError("batch_size must be >= 1 and audio_length > 0")
+        if self.max_steps is None and self.num_epochs is None:
+            raise ValueError("set max_steps or num_epochs")
+
+    def to_dict(self) -> dict:
+        """Plain dict (ints, floats, strings, lists, dicts): safe for ``torch.load(weights_only=True)``."""
+        d = asdict(self)
+        d["betas"] = list(d["betas"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_args(cls, args) -> TrainConfig:
+        """From ``tinycodec train`` flags (an argparse Namespace; unset flags keep the defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in vars(args).items() if k in names and v is not None}
+        if getattr(args, "config", None):
+            kw["preset"] = args.config
+        if "num_epochs" in kw and "max_steps" not in kw:
+            kw["max_steps"] = None  # epochs given alone: they decide the length
+        return cls(**kw)
+
+
+def model_families() -> list[str]:
+    """Families the trainer accepts on the command line: the registered ones plus the planned ones."""
+    from tinycodec.models import CONFIG_CLASSES
+
+    return sorted(set(CONFIG_CLASSES) | set(PLANNED_FAMILIES))
+
+
+def resolve_model_config(config: TrainConfig):
+    """The codec config of a run: the preset (or the family's default preset) with the overrides.
+
+    Raises:
+        ValueError: unknown family, a family that is not available yet, or a preset of another family.
+    """
+    from tinycodec.models import CONFIG_CLASSES, get_preset, list_presets
+
+    family = config.model
+    if family is None:
+        family = get_preset(config.preset).family if config.preset else "tinystream"
+    if family not in CONFIG_CLASSES:
+        if family in PLANNED_FAMILIES:
+            raise ValueError(f"model family {family!r} is not available yet; "
+                             f"available now: {sorted(CONFIG_CLASSES)}")
+        raise ValueError(f"unknown model family {family!r}; choose from {model_families()}")
+    preset = config.preset or DEFAULT_PRESET.get(family)
+    if preset is not None:
+        cfg = get_preset(preset)
+        if cfg.family != family:
+            raise ValueError(f"preset {preset!r} is a {cfg.family} preset, not {family}; "
+                             f"{family} presets: {list_presets(family)}")
+        values = asdict(cfg)
+    else:
+        values = asdict(CONFIG_CLASSES[family]())
+    values.update({k: getattr(config, k) for k in MODEL_FIELDS if getattr(config, k) is not None})
+    values.update(config.model_overrides)
+    return CONFIG_CLASSES[family](**values)

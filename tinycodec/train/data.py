@@ -1,0 +1,124 @@
+"""Reproducible random crops for training, and fixed validation clips.
+
+The crop positions come from one explicit ``torch.Generator`` in the main process, so the data
+order is a function of the seed and of the generator state saved in each checkpoint: resuming
+replays exactly the crops an uninterrupted run would have seen. Workers only read audio.
+
+Under torchrun every process draws the same global batch and keeps its slice
+(``rank::world_size`` is avoided: contiguous slices keep a batch's order identical to one process).
+
+Notebook: book/04_training.md
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import torch
+from torch import Tensor
+
+from tinycodec.data.folder import AudioFolder
+
+__all__ = ["CropSampler", "CropDataset", "validation_clips"]
+
+log = logging.getLogger(__name__)
+
+
+class CropSampler:
+    """Draws global batches of ``(file index, start sample)`` and yields this process's slice.
+
+    Files are drawn in proportion to their number of valid start positions (every second of
+    audio equally likely), starts uniformly within the file.
+
+    Args:
+        folder (AudioFolder): training files (their lengths and rates are known from the scan).
+        batch_size (int): global batch size (divisible by ``world_size``).
+        seed (int): seed of the generator.
+        rank, world_size (int): this process and the number of processes.
+    """
+
+    def __init__(self, folder: AudioFolder, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} is not divisible by the {world_size} processes")
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.generator = torch.Generator().manual_seed(seed)
+        n_in = [int(-(-folder.length * fi.sample_rate // folder.sample_rate)) for fi in folder.files]
+        self.n_starts = torch.tensor([max(1, fi.frames - n + 1) for fi, n in zip(folder.files, n_in)],
+                                     dtype=torch.float64)
+        self.rates = [fi.sample_rate for fi in folder.files]
+        self._drawn = 0  # batches drawn so far
+        self._states: dict[int, Tensor] = {}  # generator state before drawing batch i (prefetch-safe)
+
+    def draw(self) -> list[tuple[int, int]]:
+        """The next global batch: ``batch_size`` pairs (file index, start sample at the file's rate)."""
+        self._states[self._drawn] = self.generator.get_state()
+        g = self.generator
+        files = torch.multinomial(self.n_starts, self.batch_size, replacement=True, generator=g)
+        u = torch.rand(self.batch_size, generator=g, dtype=torch.float64)
+        starts = (u * self.n_starts[files]).long()
+        self._drawn += 1
+        return list(zip(files.tolist(), starts.tolist()))
+
+    def __iter__(self):
+        per = self.batch_size // self.world_size
+        while True:
+            batch = self.draw()
+            yield batch[self.rank * per:(self.rank + 1) * per]
+
+    def state_for(self, consumed: int) -> Tensor:
+        """Generator state just before batch ``consumed`` was drawn (batches prefetched by a
+        DataLoader but not yet trained on are drawn again after a resume)."""
+        if consumed not in self._states:
+            if consumed == self._drawn:
+                return self.generator.get_state()
+            raise KeyError(f"no sampler state recorded for batch {consumed}")
+        for k in [k for k in self._states if k < consumed]:
+            del self._states[k]  # older states are never needed again
+        return self._states[consumed]
+
+    def load_state(self, state: Tensor, consumed: int) -> None:
+        """Continue as if ``consumed`` batches had been drawn from ``state``."""
+        self.generator.set_state(state)
+        self._drawn, self._states = consumed, {}
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Reads the crop ``(file index, start sample)`` from an ``AudioFolder``: [1, T] float32."""
+
+    def __init__(self, folder: AudioFolder):
+        self.folder = folder
+
+    def __len__(self) -> int:
+        return len(self.folder.files)
+
+    def __getitem__(self, item: tuple[int, int]) -> Tensor:
+        index, start = item
+        # half a sample past the start: AudioFolder converts seconds back with int(), no rounding down
+        return self.folder.crop(index, (start + 0.5) / self.folder.files[index].sample_rate)
+
+
+def open_folders(root: str, sample_rate: int, audio_length: float, val_length: float):
+    """Train and val ``AudioFolder``s; a corpus without a val split validates on train files (with a warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped files were reported when the corpus was built
+        train = AudioFolder(root, sample_rate, audio_length, split="train")
+        try:
+            val = AudioFolder(root, sample_rate, val_length, split="val", random_crop=False)
+        except RuntimeError:
+            warnings.warn(f"{root} has no validation files; validating on training files", stacklevel=2)
+            val = AudioFolder(root, sample_rate, val_length, split="train", random_crop=False)
+    return train, val
+
+
+def validation_clips(folder: AudioFolder, n_clips: int) -> Tensor:
+    """``n_clips`` fixed clips, round-robin over the files at evenly spaced starts: [N, 1, T]."""
+    clips = []
+    n_files = len(folder.files)
+    for i in range(n_clips):
+        f = i % n_files
+        k, per_file = i // n_files, -(-n_clips // n_files)
+        duration = folder.files[f].frames / folder.files[f].sample_rate
+        start = max(0.0, duration - folder.audio_length) * k / max(1, per_file)
+        clips.append(folder.crop(f, start))
+    return torch.stack(clips)
