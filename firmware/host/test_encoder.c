@@ -1,0 +1,135 @@
+/* Host tests: the C encoder reproduces the Python int8 reference's codes exactly on real audio
+ * (demo corpus speech and nature clips), whole-signal and frame by frame; kernels hand-checked. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tinycodec_encoder.h"
+#include "tinycodec_golden.h"
+#include "tinycodec_packet.h"
+#include "tinycodec_model.h"
+
+static uint8_t arena[TC_ARENA_BYTES] __attribute__((aligned(4)));
+static tinycodec_encoder_t enc;
+static uint16_t codes[TC_N_Q * 1024];
+
+static void test_requantize_rounding_and_saturation(void **state)
+{
+    (void)state;
+    assert_int_equal(requantize(5, 1), 3);     /* 2.5 -> 3: half up */
+    assert_int_equal(requantize(-5, 1), -2);   /* -2.5 -> -2: half up, not away from zero */
+    assert_int_equal(requantize(3, 1), 2);     /* 1.5 -> 2 */
+    assert_int_equal(requantize(-3, 1), -1);   /* -1.5 -> -1 */
+    assert_int_equal(requantize(-7, 2), -2);   /* -1.75 -> -2 */
+    assert_int_equal(requantize(1000, 2), 127);
+    assert_int_equal(requantize(-1000, 2), -128);
+    assert_int_equal(requantize(-7, 0), -7);
+    assert_int_equal(requantize(3, -2), 12);   /* left shift */
+    assert_int_equal(requantize(100, -2), 127);
+}
+
+static void test_relu_and_residual_add(void **state)
+{
+    (void)state;
+    int8_t x[4] = {-128, -1, 0, 127}, y[4], s[4];
+    relu(x, y, 4);
+    assert_int_equal(y[0], 0); assert_int_equal(y[1], 0); assert_int_equal(y[3], 127);
+    int8_t a[2] = {10, -10}, b[2] = {3, 3};
+    residual_add(a, b, 2, 1, 0, 1, s); /* ((a << 1) + b) / 2 rounded half up */
+    assert_int_equal(s[0], 12); /* 23 / 2 = 11.5 -> 12 */
+    assert_int_equal(s[1], -8); /* -17 / 2 = -8.5 -> -8 */
+}
+
+static void check_codes(const uint16_t *got, const uint16_t *want, size_t n, const char *what)
+{
+    size_t bad = 0, first = n;
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != want[i] && bad++ == 0)
+            first = i;
+    if (bad)
+        print_error("%s: %zu of %zu codes differ (first at %zu: %u != %u)\n", what, bad, n, first,
+                    got[first], want[first]);
+    assert_int_equal(bad, 0);
+}
+
+static void whole(const int16_t *pcm, size_t n, const uint16_t *want, size_t frames, const char *what)
+{
+    assert_int_equal(tinycodec_encoder_init(&enc, &tinycodec_model, arena, sizeof arena), 0);
+    assert_int_equal(tinycodec_encode(&enc, pcm, n, codes), frames);
+    check_codes(codes, want, frames * TC_N_Q, what);
+}
+
+static void by_frame(const int16_t *pcm, const uint16_t *want, size_t frames, const char *what)
+{
+    uint16_t c[TC_N_Q];
+    assert_int_equal(tinycodec_encoder_init(&enc, &tinycodec_model, arena, sizeof arena), 0);
+    for (size_t f = 0; f < frames; f++) {
+        tinycodec_encode_frame(&enc, pcm + f * TC_HOP_LENGTH, c);
+        for (int q = 0; q < TC_N_Q; q++)
+            codes[q * frames + f] = c[q];
+    }
+    check_codes(codes, want, frames * TC_N_Q, what);
+}
+
+static void test_speech_whole(void **s) { (void)s; whole(tc_golden_speech_pcm, TC_GOLDEN_SPEECH_SAMPLES, tc_golden_speech_codes, TC_GOLDEN_SPEECH_FRAMES, "speech whole"); }
+static void test_speech_frames(void **s) { (void)s; by_frame(tc_golden_speech_pcm, tc_golden_speech_codes, TC_GOLDEN_SPEECH_FRAMES, "speech frames"); }
+static void test_nature_whole(void **s) { (void)s; whole(tc_golden_nature_pcm, TC_GOLDEN_NATURE_SAMPLES, tc_golden_nature_codes, TC_GOLDEN_NATURE_FRAMES, "nature whole"); }
+static void test_nature_frames(void **s) { (void)s; by_frame(tc_golden_nature_pcm, tc_golden_nature_codes, TC_GOLDEN_NATURE_FRAMES, "nature frames"); }
+
+static void test_reset_restarts_stream(void **s)
+{
+    (void)s;
+    /* speech after nature in one stream, then reset: must equal speech from a fresh state */
+    uint16_t c[TC_N_Q];
+    assert_int_equal(tinycodec_encoder_init(&enc, &tinycodec_model, arena, sizeof arena), 0);
+    for (size_t f = 0; f < TC_GOLDEN_NATURE_FRAMES; f++)
+        tinycodec_encode_frame(&enc, tc_golden_nature_pcm + f * TC_HOP_LENGTH, c);
+    tinycodec_encoder_reset(&enc);
+    for (size_t f = 0; f < TC_GOLDEN_SPEECH_FRAMES; f++) {
+        tinycodec_encode_frame(&enc, tc_golden_speech_pcm + f * TC_HOP_LENGTH, c);
+        for (int q = 0; q < TC_N_Q; q++)
+            assert_int_equal(c[q], tc_golden_speech_codes[q * TC_GOLDEN_SPEECH_FRAMES + f]);
+    }
+}
+
+static void test_packet_matches_python_bitstream(void **s)
+{
+    (void)s;
+    /* the golden packet holds the first frames of the speech clip (Python Packet.to_bytes) */
+    uint16_t frame_major[TC_GOLDEN_PACKET_FRAMES * TC_N_Q];
+    uint8_t out[256];
+    for (int f = 0; f < TC_GOLDEN_PACKET_FRAMES; f++)
+        for (int q = 0; q < TC_N_Q; q++)
+            frame_major[f * TC_N_Q + q] = tc_golden_speech_codes[q * TC_GOLDEN_SPEECH_FRAMES + f];
+    size_t n = tc_packet_write(out, sizeof out, TC_GOLDEN_PACKET_SEQ, 0, frame_major, TC_GOLDEN_PACKET_FRAMES,
+                               TC_N_Q, TC_GOLDEN_PACKET_BITS);
+    assert_int_equal(n, sizeof tc_golden_packet);
+    assert_memory_equal(out, tc_golden_packet, n);
+    assert_int_equal(tc_crc32((const uint8_t *)"123456789", 9), 0xCBF43926u); /* the CRC-32 check value */
+}
+
+static void test_arena_too_small_is_refused(void **s)
+{
+    (void)s;
+    assert_int_equal(tinycodec_encoder_init(&enc, &tinycodec_model, arena, TC_ARENA_BYTES - 4), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_requantize_rounding_and_saturation),
+        cmocka_unit_test(test_relu_and_residual_add),
+        cmocka_unit_test(test_speech_whole),
+        cmocka_unit_test(test_speech_frames),
+        cmocka_unit_test(test_nature_whole),
+        cmocka_unit_test(test_nature_frames),
+        cmocka_unit_test(test_reset_restarts_stream),
+        cmocka_unit_test(test_packet_matches_python_bitstream),
+        cmocka_unit_test(test_arena_too_small_is_refused),
+    };
+    return cmocka_run_group_tests_name(TC_MODEL_PRESET, tests, NULL, NULL);
+}

@@ -1,0 +1,72 @@
+"""ESP-DL export through esp-ppq: .espdl produced, every causal conv streamed, golden vectors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("esp_ppq", reason="export extra not installed: pip install '.[export]'")
+
+import onnx  # noqa: E402
+
+from tinycodec.export.encoder import causal_encoder  # noqa: E402
+from tinycodec.export.espdl import EspdlError, check_log, export_espdl, parse_test_values  # noqa: E402
+from tinycodec.export.ptq import load_clips, split_clips  # noqa: E402
+from tinycodec.models import TinyStream  # noqa: E402
+
+
+def test_check_log_rejects_errors_and_counts_caches():
+    ok = "\x1b[38;5;2m[INFO][ESPDL]: \x1b[mInserting StreamingCache on Variable wav: window_size 7\n" * 3
+    assert check_log(ok) == 3
+    for bad in ("[ERROR][ESPDL]: something failed", "[1, 1] is not supported in streaming node."):
+        with pytest.raises(EspdlError):
+            check_log(ok + bad)
+
+
+@pytest.fixture(scope="module")
+def ultra_tiny_espdl(tmp_path_factory):
+    torch.manual_seed(0)
+    model = TinyStream.from_preset("ultra_tiny").eval()
+    calib, held = split_clips(load_clips(Path(__file__).resolve().parents[1] / "data" / "demo", sample_rate=16000))
+    out = tmp_path_factory.mktemp("espdl")
+    # 8-bit only (no 16-bit retry) and few calibration windows: keeps this under a minute
+    result = export_espdl(model, out, target="esp32s3", bits=8, calib_wavs=calib, eval_wavs=held,
+                          calib_steps=4, fallback=False)
+    return model, result
+
+
+def test_espdl_files_and_streaming_nodes(ultra_tiny_espdl):
+    model, r = ultra_tiny_espdl
+    for path in (r.espdl, r.info, r.json, r.log, r.vectors):
+        assert open(path, "rb").read(1), path
+    # every conv whose window spans more than one sample got a StreamingCache
+    graph = onnx.load(r.espdl.replace("_8bit.espdl", ".onnx")).graph
+    windowed = sum(1 for n in graph.node if n.op_type == "Conv" and
+                   next(a.ints[0] for a in n.attribute if a.name == "kernel_shape") > 1)
+    assert r.streaming_nodes == windowed > 0
+    text = open(r.log).read()
+    assert "not supported in streaming" not in text and "[ERROR]" not in text
+    assert "StreamingCache" in open(r.info).read()
+    assert 0.0 <= r.agreement[8] <= 1.0 and r.bits == 8
+
+
+def test_espdl_golden_vectors(ultra_tiny_espdl):
+    model, r = ultra_tiny_espdl
+    vec = parse_test_values(r.info)
+    assert json.load(open(r.vectors)) == vec
+    (x,) = vec["inputs"].values()
+    (y,) = vec["outputs"].values()
+    n, frames = r.input_length, r.input_length // r.hop_length
+    assert x["shape"] == [1, n, 1] and y["shape"] == [1, frames, model.config.D]  # NWC
+    assert all(-128 <= v <= 127 for v in x["values"] + y["values"])
+    # the int8 golden output is the encoder's output on the golden input, up to quantization
+    wav = torch.tensor(x["values"], dtype=torch.float32).reshape(1, 1, n) * 2.0 ** x["exponent"]
+    with torch.no_grad():
+        ref = causal_encoder(model)(wav)[0].T.numpy()  # [frames, D]
+    got = np.asarray(y["values"], dtype=np.float64).reshape(frames, -1) * 2.0 ** y["exponent"]
+    snr = 10 * np.log10((ref ** 2).sum() / ((ref - got) ** 2).sum())
+    assert snr > 20.0, snr

@@ -1,0 +1,237 @@
+"""C export: ``tinycodec_model.h`` (int8 weights, shifts, codebooks, layer table, arena plan)
+and ``tinycodec_golden.h`` (real-audio PCM + the int8 reference's codes) for the C encoder in
+``firmware/components/tinycodec_encoder``.
+
+Arena plan. Tensors are stored time-major (``[T][C]``, one frame's worth). A tensor read by a
+conv with history ``P`` lives in a buffer of ``P + T`` rows whose first ``P`` rows are that conv's
+streaming state; such buffers are persistent. Every other tensor gets the lowest 4-byte-aligned
+offset not used by a tensor alive at the same time (first fit over the execution order). The
+codebook norms (int32 ``[n_q][K]``) and the int16 VQ residual ``[D]`` follow.
+
+Notebook: book/07_deployment.md
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinycodec.export.int8 import Int8Encoder
+from tinycodec.export.int8_calibrate import (
+    default_calib_wavs,
+    fit_codebooks,
+    load_pcm,
+    quantize_encoder,
+)
+
+logger = logging.getLogger(__name__)
+
+OPS = {"conv1d": "TC_OP_CONV1D", "depthwise": "TC_OP_DEPTHWISE", "pointwise": "TC_OP_POINTWISE",
+       "relu": "TC_OP_RELU", "residual_add": "TC_OP_RESIDUAL_ADD"}
+GOLDEN_PACKET_FRAMES = 5  # frames in the golden streaming packet
+LAYER_STRUCT_BYTES = 40  # sizeof(tc_layer_t) on a 32-bit target
+# golden clips: (name, file under the demo root, offset s, seconds)
+GOLDEN_CLIPS = [("speech", "speech/pyannote_sample.wav", 7.5, 2.0),  # speech starts at ~7.5 s
+                ("nature", "nature/onsen_water.wav", 5.0, 2.0)]
+
+
+def _align(n: int, a: int = 4) -> int:
+    return (n + a - 1) // a * a
+
+
+def plan_arena(enc: Int8Encoder) -> dict:
+    """Byte offsets of every tensor (frame-sized, time-major) in the one static arena.
+
+    Returns:
+        dict: ``data`` (tensor id -> offset of its current-frame rows), ``buffer`` (tensor id ->
+        offset of its buffer incl. history rows), ``norms``, ``residual``, ``bytes`` (total).
+    """
+    n = len(enc.layers)
+    length, history, elem = {0: enc.hop_length}, {}, {0: 2}
+    last_use = {0: 0}
+    for i, layer in enumerate(enc.layers):
+        t_in = length[layer.inputs[0]]
+        length[layer.output] = t_in // layer.stride
+        elem[layer.output] = 1
+        for t in layer.inputs:
+            last_use[t] = i
+        if layer.history:
+            if layer.inputs[0] in history:
+                raise ValueError(f"tensor {layer.inputs[0]} feeds two convs with history")
+            history[layer.inputs[0]] = layer.history
+        if layer.op == "conv1d" and layer.inputs[0] != 0:
+            raise ValueError("conv1d (standard conv) is only supported on the PCM input")
+    first = {0: -1, **{layer.output: i for i, layer in enumerate(enc.layers)}}
+    live: list[tuple[int, int, int, int]] = []  # (start, end, first, last)
+    buffer = {}
+    for t in sorted(first, key=lambda t: first[t]):
+        size = _align((history.get(t, 0) + length[t]) * enc.channels[t] * elem[t])
+        lo, hi = (-1, n) if t in history else (first[t], last_use.get(t, n))
+        clash = [(s, e) for s, e, first_use, last in live if first_use <= hi and lo <= last]  # alive at the same time
+        offset = min(c for c in [0] + [_align(e) for _, e in clash]
+                     if all(c >= e or c + size <= s for s, e in clash))
+        live.append((offset, offset + size, lo, hi))
+        buffer[t] = offset
+    top = max(e for _, e, _, _ in live)
+    data = {t: buffer[t] + history.get(t, 0) * enc.channels[t] * elem[t] for t in buffer}
+    norms = _align(top)
+    residual = norms + enc.n_q * enc.codebooks.shape[1] * 4
+    total = _align(residual + enc.codebooks.shape[2] * 2)
+    return {"data": data, "buffer": buffer, "length": length, "norms": norms, "residual": residual,
+            "bytes": total}
+
+
+def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 24) -> str:
+    flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    lines = [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)]
+    return f"static const {ctype} {name}[{len(flat)}] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
+
+
+def write_model_header(enc: Int8Encoder, path: Path) -> dict:
+    """Write ``tinycodec_model.h``; returns the arena plan and the flash estimate."""
+    plan = plan_arena(enc)
+    parts, rows, flash = [], [], 0
+    for i, layer in enumerate(enc.layers):
+        w = b = "0"
+        if layer.weight is not None:
+            wt = layer.weight  # conv1d [C_out][C_in][k], depthwise [C][k], pointwise [C_out][C_in]
+            parts.append(_c_array("int8_t", f"tc_w{i}", wt))
+            w, flash = f"tc_w{i}", flash + wt.size
+        if layer.bias is not None:
+            parts.append(_c_array("int32_t", f"tc_b{i}", layer.bias))
+            b, flash = f"tc_b{i}", flash + 4 * layer.bias.size
+        kernel = 1 if layer.weight is None or layer.op == "pointwise" else layer.weight.shape[-1]
+        c_in, c_out = enc.channels[layer.inputs[0]], enc.channels[layer.output]
+        in2 = plan["data"][layer.inputs[1]] if len(layer.inputs) > 1 else 0
+        rows.append(f"  {{{OPS[layer.op]}, {layer.shift}, {layer.shift_a}, {layer.shift_b}, {c_in}, {c_out}, "
+                    f"{kernel}, {layer.stride}, {layer.dilation}, {layer.history}, "
+                    f"{plan['length'][layer.output]}, {plan['buffer' if layer.history else 'data'][layer.inputs[0]]}u, {in2}u, "
+                    f"{plan['data'][layer.output]}u, {w}, {b}}},  /* {i} {layer.name} */")
+    n_q, k, d = enc.codebooks.shape
+    flash += enc.codebooks.size + n_q + LAYER_STRUCT_BYTES * len(enc.layers)
+    text = [
+        f"/* Generated by tinycodec.export.c_export for preset '{enc.preset}'. Do not edit. */",
+        "#ifndef TINYCODEC_MODEL_H", "#define TINYCODEC_MODEL_H", '#include "tinycodec_encoder.h"', "",
+        f"#define TC_MODEL_PRESET \"{enc.preset}\"", f"#define TC_HOP_LENGTH {enc.hop_length}",
+        f"#define TC_SAMPLE_RATE {enc.sample_rate}", f"#define TC_N_Q {n_q}", f"#define TC_CODEBOOK_SIZE {k}",
+        f"#define TC_DIM {d}", f"#define TC_N_LAYERS {len(enc.layers)}",
+        f"#define TC_ARENA_BYTES {plan['bytes']}u  /* the one static arena: buffers + state + norms */",
+        f"#define TC_FLASH_BYTES_ESTIMATE {flash}u  /* weights, biases, codebooks, layer table */", "",
+        *parts,
+        _c_array("int8_t", "tc_codebooks", enc.codebooks, 32),
+        _c_array("int8_t", "tc_cb_shifts", enc.cb_shifts),
+        "static const tc_layer_t tc_layers[TC_N_LAYERS] = {", *rows, "};", "",
+        "static const tc_model_t tinycodec_model = {",
+        f"  TC_MODEL_PRESET, {enc.hop_length}, {enc.sample_rate}, {n_q}, {k}, {d}, TC_N_LAYERS, tc_layers,",
+        f"  tc_codebooks, tc_cb_shifts, {enc.z_shift}, TC_ARENA_BYTES, {plan['data'][0]}u, "
+        f"{plan['data'][enc.output]}u, {plan['norms']}u, {plan['residual']}u",
+        "};", "", "#endif /* TINYCODEC_MODEL_H */", ""]
+    path.write_text("\n".join(text))
+    return {"arena_bytes": plan["bytes"], "flash_bytes_estimate": flash}
+
+
+def golden_vectors(enc: Int8Encoder, root: str | Path = "data/demo") -> list[dict]:
+    """Real-audio test vectors: int16 PCM and the int8 reference codes [n_q, F] (whole signal,
+    checked equal to frame-by-frame streaming)."""
+    out = []
+    for name, rel, offset, seconds in GOLDEN_CLIPS:
+        pcm = load_pcm(Path(root) / rel, enc.sample_rate, offset + seconds)[int(offset * enc.sample_rate):]
+        pcm = pcm[: len(pcm) // enc.hop_length * enc.hop_length]
+        codes = enc.encode(pcm)
+        enc.reset()
+        frames = np.concatenate([enc.encode_frame(pcm[i:i + enc.hop_length])
+                                 for i in range(0, len(pcm), enc.hop_length)], axis=1)
+        if not np.array_equal(codes, frames):
+            raise AssertionError(f"int8 reference: streaming != whole signal on {name}")
+        out.append({"name": name, "pcm": pcm, "codes": codes})
+    return out
+
+
+def write_golden_header(enc: Int8Encoder, golden: list[dict], path: Path) -> None:
+    parts = [f"/* Golden vectors from the Python int8 reference, preset '{enc.preset}'. Do not edit. */",
+             "#ifndef TINYCODEC_GOLDEN_H", "#define TINYCODEC_GOLDEN_H", "#include <stdint.h>", ""]
+    for g in golden:
+        n = g["name"]
+        parts += [f"#define TC_GOLDEN_{n.upper()}_SAMPLES {len(g['pcm'])}",
+                  f"#define TC_GOLDEN_{n.upper()}_FRAMES {g['codes'].shape[1]}",
+                  _c_array("int16_t", f"tc_golden_{n}_pcm", g["pcm"], 16),
+                  "/* codes [n_q][frames] */",
+                  _c_array("uint16_t", f"tc_golden_{n}_codes", g["codes"], 32)]
+    # one streaming packet of the first speech frames, from the Python bitstream writer
+    from tinycodec.bitstream.packet import Packet
+
+    bits = int(enc.codebooks.shape[1]).bit_length() - 1
+    packet = Packet(seq=7, codes=golden[0]["codes"][:, :GOLDEN_PACKET_FRAMES], bits=bits).to_bytes()
+    parts += ["#define TC_GOLDEN_PACKET_SEQ 7", f"#define TC_GOLDEN_PACKET_FRAMES {GOLDEN_PACKET_FRAMES}",
+              f"#define TC_GOLDEN_PACKET_BITS {bits}",
+              _c_array("uint8_t", "tc_golden_packet", np.frombuffer(packet, dtype=np.uint8), 24)]
+    parts += ["#endif /* TINYCODEC_GOLDEN_H */", ""]
+    path.write_text("\n".join(parts))
+
+
+def _load_source(source, seed: int, calib) -> tuple[nn.Module, str]:
+    from tinycodec.models import TinyStream, build_model
+
+    if isinstance(source, nn.Module):
+        return source, getattr(getattr(source, "config", None), "family", "model")
+    path = Path(str(source))
+    if path.exists():
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        family = ckpt.get("family", "tinystream")
+        config = ckpt.get("config") or ckpt.get("model_config")
+        state = ckpt.get("model") or ckpt.get("state_dict") or ckpt.get("model_state")
+        if config is None or state is None:
+            raise ValueError(f"{path}: checkpoint needs 'family', 'config' and 'model' entries")
+        model = build_model(family, config)
+        model.load_state_dict(state)
+        return model.eval(), path.stem
+    # a preset name without trained weights: seeded random encoder, zero biases (random biases
+    # swamp the signal: its variation would fall below one int8 step) and k-means codebooks
+    torch.manual_seed(seed)
+    model = TinyStream.from_preset(str(source)).eval()
+    with torch.no_grad():
+        for m in model.encoder.modules():
+            if isinstance(m, nn.Conv1d) and m.bias is not None:
+                m.bias.zero_()
+    fit_codebooks(model, calib, seed)
+    logger.warning("preset %r exported with random weights (no checkpoint given)", source)
+    return model, str(source)
+
+
+def export_c(source: str | nn.Module, out_dir, calib_wavs=None, seed: int = 0) -> dict:
+    """Export the int8 encoder for the C firmware (see :func:`export_c_encoder`).
+
+    Returns:
+        dict: ``model_header``, ``golden_header`` (paths), ``arena_bytes``, ``flash_bytes_estimate``,
+        ``preset``, ``n_q``, ``frames`` (per golden clip).
+    """
+    return export_c_encoder(source, out_dir, calib_wavs, seed)[0]
+
+
+def export_c_encoder(source, out_dir, calib_wavs=None, seed: int = 0) -> tuple[dict, Int8Encoder, nn.Module]:
+    """Export the int8 encoder for the C firmware.
+
+    Args:
+        source: a preset name (random weights, seeded), a checkpoint path, or a model.
+        out_dir: folder for ``tinycodec_model.h`` and ``tinycodec_golden.h``.
+        calib_wavs: calibration audio (paths/arrays); default the demo speech + nature clips.
+        seed (int): seed for random weights.
+
+    Returns:
+        tuple: the :func:`export_c` dict, the :class:`Int8Encoder` and the float model.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    calib = default_calib_wavs() if calib_wavs is None else calib_wavs
+    model, name = _load_source(source, seed, calib)
+    enc = quantize_encoder(model, calib, preset=name)
+    info = write_model_header(enc, out / "tinycodec_model.h")
+    golden = golden_vectors(enc)
+    write_golden_header(enc, golden, out / "tinycodec_golden.h")
+    return {"model_header": str(out / "tinycodec_model.h"), "golden_header": str(out / "tinycodec_golden.h"),
+            "preset": name, "n_q": enc.n_q, "frames": {g["name"]: int(g["codes"].shape[1]) for g in golden},
+            **info}, enc, model

@@ -1,0 +1,96 @@
+"""``tinycodec export {onnx,int8,espdl,c} (--preset NAME | --checkpoint PATH) --out DIR``.
+
+Notebook: book/07_deployment.md
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("export", help="export the encoder: ONNX, int8 ONNX, ESP-DL, C firmware header")
+    sub = p.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
+    helps = {"onnx": "fp32 ONNX (encoder + VQ search, dynamic time axis), checked in onnxruntime",
+             "int8": "int8 static PTQ of the ONNX encoder, with code agreement and mel-distance change",
+             "espdl": "ESP-DL model (.espdl/.info/.json) through esp-ppq, auto-streaming",
+             "c": "C firmware model + golden-vector headers (int8 reference)"}
+    for name, text in helps.items():
+        s = sub.add_parser(name, help=text)
+        src = s.add_mutually_exclusive_group(required=True)
+        src.add_argument("--preset", help="preset name (random weights, seeded, until trained ones exist)")
+        src.add_argument("--checkpoint", help="training checkpoint (.pt) written by tinycodec.train")
+        s.add_argument("--out", required=True, help="output folder")
+        s.add_argument("--data", default="data/demo", help="real audio for calibration (speech/ and nature/)")
+        s.add_argument("--seed", type=int, default=0, help="seed for random preset weights")
+        if name == "espdl":
+            s.add_argument("--target", default="esp32s3", choices=["esp32s3", "esp32p4"])
+            s.add_argument("--bits", type=int, default=8, choices=[8, 16],
+                           help="8 falls back to 16 when 8-bit code agreement is poor")
+            s.add_argument("--no-streaming", action="store_true", help="full-length graph, no auto-streaming")
+        s.set_defaults(func=_run)
+
+
+def load_model(preset: str | None, checkpoint: str | None, seed: int = 0):
+    """``(model, description)`` from a checkpoint or a preset (random weights, ``torch.manual_seed(seed)``)."""
+    import torch
+
+    if checkpoint:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+        try:
+            from tinycodec.train import load_checkpoint
+        except ImportError as exc:
+            raise RuntimeError(f"cannot load checkpoints: tinycodec.train is unavailable ({exc})") from exc
+        return load_checkpoint(checkpoint).eval(), f"checkpoint {checkpoint}"
+    from tinycodec.models import CodecModel
+
+    torch.manual_seed(seed)
+    return CodecModel.from_preset(preset).eval(), f"preset {preset} with RANDOM weights (seed {seed}; untrained)"
+
+
+def _run(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    out = Path(args.out)
+    if args.export_command == "c":
+        try:
+            from tinycodec.export.c_export import export_c
+        except ImportError as exc:
+            raise RuntimeError(f"the C exporter (tinycodec.export.c_export) is not available: {exc}") from exc
+        source = args.checkpoint or args.preset
+        if args.preset:
+            print(f"export c: preset {args.preset} with RANDOM weights (seed {args.seed}; untrained)", file=sys.stderr)
+        result = export_c(source, out, calib_wavs=None, seed=args.seed)
+        print(json.dumps(result, indent=1, default=str))
+        return 0
+    model, what = load_model(args.preset, args.checkpoint, args.seed)
+    print(f"export {args.export_command}: {what}", file=sys.stderr)
+    name = args.preset or Path(args.checkpoint).stem
+    if args.export_command == "onnx":
+        from tinycodec.export.onnx import check_onnx, export_onnx
+        from tinycodec.export.ptq import load_clips
+
+        path = export_onnx(model, out / f"{name}_encoder.onnx")
+        clips = load_clips(args.data, sample_rate=model.sample_rate, max_seconds=4.0)
+        check = check_onnx(model, path, [c.reshape(1, 1, -1) for c in clips])
+        print(f"{path}: max |embedding diff| {check.max_abs_diff:.2e}, code agreement {check.code_agreement:.4f}")
+        if not check.ok:
+            raise RuntimeError(f"ONNX parity failed: {check.max_abs_diff:.2e} > {check.atol:.0e}")
+        return 0
+    from tinycodec.export.ptq import load_clips, ptq, split_clips
+
+    clips = load_clips(args.data, sample_rate=model.sample_rate)
+    if args.export_command == "int8":
+        result = ptq(model, out, clips, name=f"{name}_encoder")
+        print(json.dumps(result.to_dict(), indent=1))
+        return 0
+    from tinycodec.export.espdl import export_espdl
+
+    calib, held = split_clips(clips)
+    result = export_espdl(model, out, target=args.target, bits=args.bits, streaming=not args.no_streaming,
+                          calib_wavs=calib, eval_wavs=held, name=name)
+    print(json.dumps(result.to_dict(), indent=1))
+    return 0

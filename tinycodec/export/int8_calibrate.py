@@ -1,0 +1,258 @@
+"""Post-training int8 quantization of a TinyStream encoder + RVQ with power-of-two scales.
+
+``quantize_encoder(model, calib_wavs)`` walks the float encoder into a flat graph (conv1d,
+depthwise, pointwise, relu, residual_add), runs it in float64 on real calibration audio to find
+each tensor's largest magnitude, and picks per-tensor exponents ``e = floor(log2(127 / max|x|))``
+(the finest power-of-two scale that does not clip the calibration set). Weights get one exponent
+per layer the same way; biases are int32 at the accumulator exponent.
+
+Notebook: book/07_deployment.md
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinycodec.export.int8 import PCM_EXPONENT, Int8Encoder, Int8Layer
+from tinycodec.modules import ResidualUnit, StreamingConv1d, StreamingSeparableConv1d
+
+logger = logging.getLogger(__name__)
+
+CALIB_SECONDS = 20.0  # per calibration clip: enough for the maxima, keeps export in seconds
+CLIP_QUANTILE = 0.9999  # calibration clips the top 0.01 % of |x| per tensor
+KMEANS_FRAMES = 2000  # frames used by fit_codebooks
+MAX_VQ_UPSHIFT = 5  # residual at e_z + 5 at most: (1 + n_q) * 127 * 2**5 stays inside int16
+
+
+def _exponent(max_abs: float, lo: int = -16, hi: int = 24) -> int:
+    """Largest ``e`` with ``max_abs * 2**e <= 127``."""
+    if max_abs <= 0 or not math.isfinite(max_abs):
+        return 0
+    return int(min(hi, max(lo, math.floor(math.log2(127.0 / max_abs)))))
+
+
+def _robust_max(v: torch.Tensor) -> float:
+    """The ``CLIP_QUANTILE`` quantile of |v| (1.0: the maximum): rare peaks saturate instead
+    of costing every other sample a bit of resolution."""
+    a = v.detach().abs().reshape(-1).numpy()
+    if a.size == 0:
+        return 0.0
+    if CLIP_QUANTILE >= 1.0:
+        return float(a.max())
+    a = a[:: max(1, a.size // 400_000)]  # a strided subsample is plenty for a 1e-4 tail
+    k = min(a.size - 1, int(CLIP_QUANTILE * a.size))
+    return float(np.partition(a, k)[k])
+
+
+def extract_graph(encoder: nn.Module) -> tuple[list[dict], dict[int, int]]:
+    """Flatten a SEANet encoder into float layers (dicts) on tensor ids; tensor 0 is the input.
+
+    Returns:
+        tuple: layers (op, inputs, output, conv module, history) and channels per tensor id.
+    """
+    layers: list[dict] = []
+    channels = {0: 1}
+
+    def add(op: str, inputs: list[int], c_out: int, conv: nn.Conv1d | None = None, history: int = 0,
+            name: str = "") -> int:
+        out = len(channels)
+        channels[out] = c_out
+        layers.append(dict(op=op, inputs=inputs, output=out, conv=conv, history=history, name=name))
+        return out
+
+    def visit(m: nn.Module, x: int, name: str) -> int:
+        if isinstance(m, StreamingSeparableConv1d):
+            return visit(m.pointwise, visit(m.depthwise, x, name + ".depthwise"), name + ".pointwise")
+        if isinstance(m, StreamingConv1d):
+            conv = m.conv
+            c_in, c_out, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
+            if conv.groups == c_in and c_in == c_out and c_in > 1:
+                op = "depthwise"
+            elif conv.groups == 1 and k == 1 and conv.stride[0] == 1:
+                op = "pointwise"
+            elif conv.groups == 1:
+                op = "conv1d"
+            else:
+                raise ValueError(f"{name}: grouped conv with groups={conv.groups} is not supported")
+            return add(op, [x], c_out, conv, m.padding, name)
+        if isinstance(m, nn.ReLU):
+            return add("relu", [x], channels[x], name=name)
+        if isinstance(m, ResidualUnit):
+            y = visit(m.block, x, name + ".block")
+            return add("residual_add", [x, y], channels[x], name=name)
+        if isinstance(m, nn.Sequential):
+            for child_name, child in m.named_children():
+                x = visit(child, x, f"{name}.{child_name}" if name else child_name)
+            return x
+        if hasattr(m, "layers"):
+            return visit(m.layers, x, name)
+        raise ValueError(f"{name}: {type(m).__name__} has no int8 equivalent (ELU? use TinyStream)")
+
+    visit(encoder, 0, "")
+    return layers, channels
+
+
+def run_float(layers: list[dict], wav: torch.Tensor) -> dict[int, torch.Tensor]:
+    """The flat graph in float32 (offline, zero state). wav [T] -> every tensor [C, T_t]."""
+    t = {0: wav.float().reshape(1, 1, -1)}
+    for layer in layers:
+        x = t[layer["inputs"][0]]
+        conv = layer["conv"]
+        if conv is not None:
+            y = F.conv1d(F.pad(x, (layer["history"], 0)), conv.weight.float(), conv.bias, conv.stride,
+                         0, conv.dilation, conv.groups)
+        elif layer["op"] == "relu":
+            y = x.clamp(min=0)
+        else:
+            y = x + t[layer["inputs"][1]]
+        t[layer["output"]] = y
+    return {k: v[0] for k, v in t.items()}
+
+
+def default_calib_wavs(root: str | Path = "data/demo") -> list[Path]:
+    """Real audio for calibration: the demo corpus speech and nature clips."""
+    root = Path(root)
+    files = sorted((root / "speech").glob("*.wav")) + sorted((root / "nature").glob("*.wav"))
+    if not files:
+        raise FileNotFoundError(f"no calibration audio in {root}/speech or {root}/nature "
+                                "(run `tinycodec data fetch demo --to data/demo`)")
+    return files
+
+
+def load_pcm(path: str | Path, sample_rate: int, seconds: float | None = None) -> np.ndarray:
+    """A file as int16 PCM [T] at ``sample_rate`` (mono), optionally the first ``seconds``."""
+    from tinycodec.audio import load
+
+    wav, _ = load(path, sample_rate=sample_rate)
+    wav = wav[0].numpy()
+    if seconds is not None:
+        wav = wav[: int(seconds * sample_rate)]
+    return np.clip(np.round(wav.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def _as_pcm_list(calib_wavs, sample_rate: int) -> list[np.ndarray]:
+    out = []
+    for w in calib_wavs:
+        if isinstance(w, (str, Path)):
+            out.append(load_pcm(w, sample_rate, CALIB_SECONDS))
+        else:
+            a = np.asarray(w.detach().cpu() if hasattr(w, "detach") else w).reshape(-1)
+            if a.dtype != np.int16:
+                a = np.clip(np.round(a.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+            out.append(a)
+    return out
+
+
+@torch.no_grad()
+def quantize_encoder(model: nn.Module, calib_wavs=None, preset: str = "") -> Int8Encoder:
+    """Quantize ``model.encoder`` + ``model.quantizer`` to the int8 reference.
+
+    Args:
+        model (CodecModel): a TinyStream (ReLU, standard or separable causal convs).
+        calib_wavs: paths or arrays/tensors (float in [-1, 1] or int16) of real audio at the
+            model's sample rate; default :func:`default_calib_wavs`.
+        preset (str): name recorded in the result (for headers and reports).
+
+    Returns:
+        Int8Encoder: ready for ``encode`` / ``encode_frame``.
+    """
+    model = model.eval()
+    sr, hop = model.config.sample_rate, model.config.hop_length
+    pcms = _as_pcm_list(default_calib_wavs() if calib_wavs is None else calib_wavs, sr)
+    flayers, channels = extract_graph(model.encoder)
+    max_abs = {k: 0.0 for k in channels}
+    for pcm in pcms:
+        pcm = np.concatenate([pcm, np.zeros((-len(pcm)) % hop, dtype=np.int16)])
+        tensors = run_float(flayers, torch.from_numpy(pcm.astype(np.float32) / 32768.0))
+        for k, v in tensors.items():
+            max_abs[k] = max(max_abs[k], _robust_max(v))
+    exps = {0: PCM_EXPONENT}
+    layers = []
+    for fl in flayers:
+        op, out, ins = fl["op"], fl["output"], fl["inputs"]
+        e_x = exps[ins[0]]
+        if op == "relu":  # int8 max(x, 0) keeps the scale
+            exps[out] = e_x
+            layers.append(Int8Layer(op, ins, out, name=fl["name"]))
+            continue
+        e_y = exps[out] = _exponent(max_abs[out])
+        if op == "residual_add":
+            e_m = max(e_x, exps[ins[1]])
+            layers.append(Int8Layer(op, ins, out, shift=e_m - e_y, shift_a=e_m - e_x,
+                                    shift_b=e_m - exps[ins[1]], name=fl["name"]))
+            continue
+        conv = fl["conv"]
+        w = conv.weight.double().numpy()
+        e_w = _exponent(float(np.abs(w).max()))
+        wq = np.clip(np.round(w * 2.0**e_w), -128, 127).astype(np.int8)
+        bias = np.zeros(conv.out_channels) if conv.bias is None else conv.bias.double().numpy()
+        bq = np.round(bias * 2.0 ** (e_x + e_w)).astype(np.int64)
+        if np.abs(bq).max(initial=0) > 2**31 - 1:
+            raise OverflowError(f"{fl['name']}: bias does not fit int32 at exponent {e_x + e_w}")
+        if op == "depthwise":
+            wq, bq = wq[:, 0, :], None
+        elif op == "pointwise":
+            wq = wq[:, :, 0]
+        layers.append(Int8Layer(op, ins, out, weight=wq, bias=None if bq is None else bq.astype(np.int32),
+                                shift=e_x + e_w - e_y, stride=conv.stride[0], dilation=conv.dilation[0],
+                                history=fl["history"], name=fl["name"]))
+    e_z = exps[layers[-1].output]
+    embeds = [q.embed.double().numpy() for q in model.quantizer.layers]
+    e_c = [min(_exponent(float(np.abs(c).max())), e_z + MAX_VQ_UPSHIFT) for c in embeds]
+    e_v = max(e_z, *e_c)
+    codebooks = np.stack([np.clip(np.round(c * 2.0**e), -128, 127) for c, e in zip(embeds, e_c, strict=True)])
+    logger.info("int8 exponents: z %d, codebooks %s, residual %d", e_z, e_c, e_v)
+    return Int8Encoder(layers=layers, channels=channels, exponents=exps, codebooks=codebooks.astype(np.int8),
+                       z_shift=e_v - e_z, cb_shifts=np.array([e_v - e for e in e_c], dtype=np.int64),
+                       hop_length=hop, sample_rate=sr, preset=preset)
+
+
+@torch.no_grad()
+def code_agreement(model: nn.Module, enc: Int8Encoder, pcms: list[np.ndarray]) -> dict:
+    """Share of int8 codes identical to the float model's, on the same int16 input.
+
+    Returns:
+        dict: ``per_level`` (list, share per quantizer), ``frames_all_levels`` (share of frames
+        whose whole code vector matches) and ``frames``.
+    """
+    same, all_same, n = 0, 0, 0
+    for pcm in pcms:
+        wav = torch.from_numpy(pcm.astype(np.float32) / 32768.0).reshape(1, 1, -1)
+        ref = model.encode(wav)[0].numpy()
+        got = enc.encode(pcm)
+        eq = ref == got
+        same = same + eq.sum(1)
+        all_same += int(eq.all(0).sum())
+        n += eq.shape[1]
+    return {"per_level": [round(float(s) / n, 4) for s in same],
+            "frames_all_levels": round(all_same / n, 4), "frames": n}
+
+
+@torch.no_grad()
+def fit_codebooks(model: nn.Module, calib_wavs=None, seed: int = 0) -> None:
+    """Give an *untrained* model k-means codebooks on its own embeddings of real audio.
+
+    Training does the same on its first batch (``kmeans_init``); without it the random
+    ``randn`` codebooks are far from the embeddings and nearly every frame picks the same code,
+    which would make code agreement and bit-exactness tests meaningless. Level ``i`` is fitted
+    to the residual left by levels ``0..i-1``. Modifies ``model.quantizer`` in place.
+    """
+    from tinycodec.quantization import squared_distances
+
+    torch.manual_seed(seed)
+    pcms = _as_pcm_list(default_calib_wavs() if calib_wavs is None else calib_wavs, model.config.sample_rate)
+    model.eval()
+    frames = torch.cat([
+        model.encoder(torch.from_numpy(p.astype(np.float32) / 32768.0).reshape(1, 1, -1))[0].T for p in pcms])
+    # k-means++ seeding loops over K in Python: a few thousand frames keep it to seconds
+    residual = frames[torch.randperm(frames.shape[0])[:KMEANS_FRAMES]]
+    for layer in model.quantizer.layers:
+        layer.init_kmeans(residual)
+        residual = residual - layer.embed[squared_distances(residual, layer.embed).argmin(1)]

@@ -1,0 +1,220 @@
+"""Build, test and measure the C int8 encoder: host (ctest) and Cortex-M4 under QEMU.
+
+    python tools/firmware.py [--quick] [--presets ultra_tiny tiny] [--build DIR] [--out JSON]
+
+For each preset: export ``tinycodec_model.h`` + golden vectors (Python int8 reference on real
+audio), build and run the host tests (CMake + ctest, cmocka), build the Cortex-M4F ELF
+(arm-none-eabi-gcc -O2) and run it under ``qemu-system-arm -M mps2-an386`` with our TCG plugin
+counting instructions per function, and take flash/RAM from ``arm-none-eabi-size`` of a
+size-probe ELF (encoder + model, no test vectors). Writes ``benchmarks/firmware.json``.
+Exits 2 with the install line when a toolchain is missing, 1 when a check fails.
+
+Notebook: book/07_deployment.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRMWARE = ROOT / "firmware"
+APT_LINE = ("apt-get update && apt-get install -y --no-install-recommends gcc-arm-none-eabi "
+            "libnewlib-arm-none-eabi qemu-system-arm libcmocka-dev")
+TOOLS = ["cmake", "ctest", "make", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm",
+         "qemu-system-arm"]
+TARGETS = {"tiny": {"flash_bytes": 320 * 1024, "ram_bytes": 48 * 1024, "instructions_per_audio_second": 60e6}}
+# functions that run per frame; codebook_norms runs once at init and is reported apart
+ENCODER_FUNCTIONS = {"conv1d", "depthwise", "pointwise", "relu", "residual_add", "rvq_search", "requantize",
+                     "dot_residual", "tinycodec_encode_frame", "tinycodec_encode",
+                     "tinycodec_encoder_reset", "memcpy", "memmove", "memset"}
+STACK_SIZE = 1024  # reserved in the size probe; the measured high-water mark must stay below
+QEMU_TIMEOUT_S = 240
+
+
+def check_toolchain() -> list[str]:
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if not Path("/usr/include/cmocka.h").exists():
+        missing.append("libcmocka-dev (cmocka.h)")
+    return missing
+
+
+def run(cmd: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
+    """Run a command, return stdout+stderr; raise with the output on failure."""
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{out[-4000:]}")
+    return out
+
+
+def export(preset: str, out_dir: Path) -> dict:
+    """Headers + code agreement int8 vs float on the calibration audio."""
+    from tinycodec.export.c_export import export_c_encoder
+    from tinycodec.export.int8_calibrate import code_agreement, default_calib_wavs, load_pcm
+
+    info, enc, model = export_c_encoder(preset, out_dir)
+    pcms = [load_pcm(f, enc.sample_rate, 20.0) for f in default_calib_wavs()]
+    info["code_agreement"] = code_agreement(model, enc, pcms)
+    info["golden_codes"] = {g: None for g in info["frames"]}
+    return info
+
+
+def golden_codes(header: Path) -> dict[str, list[int]]:
+    """The expected codes [n_q * F] of each golden clip, read back from the generated header."""
+    text = header.read_text()
+    out = {}
+    for m in re.finditer(r"tc_golden_(\w+)_codes\[\d+\] = \{([^}]*)\}", text):
+        out[m.group(1)] = [int(v) for v in m.group(2).replace("\n", " ").split(",")]
+    return out
+
+
+def symbols(elf: Path, txt: Path) -> None:
+    """Function PC ranges "start end name" (Thumb bit cleared) for the plugin."""
+    lines = []
+    for line in run(["arm-none-eabi-nm", "-S", str(elf)]).splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "tTwW":
+            start = int(parts[0], 16) & ~1
+            lines.append(f"{start:x} {start + int(parts[1], 16):x} {parts[3]}")
+    txt.write_text("\n".join(lines) + "\n")
+
+
+def size(elf: Path) -> dict:
+    text, data, bss = (int(v) for v in run(["arm-none-eabi-size", str(elf)]).splitlines()[1].split()[:3])
+    return {"text": text, "data": data, "bss": bss, "flash_bytes": text + data, "ram_bytes": data + bss}
+
+
+def qemu(elf: Path, plugin: Path | None = None, syms: Path | None = None, counts: Path | None = None) -> str:
+    cmd = ["timeout", str(QEMU_TIMEOUT_S), "qemu-system-arm", "-M", "mps2-an386", "-nographic",
+           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+    if plugin:
+        cmd += ["-plugin", f"{plugin},syms={syms},out={counts}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=QEMU_TIMEOUT_S + 30)
+    out = proc.stdout + proc.stderr
+    if proc.returncode == 124:
+        raise RuntimeError(f"qemu timed out after {QEMU_TIMEOUT_S} s on {elf}")
+    return out + f"\nQEMU_EXIT {proc.returncode}\n"
+
+
+def measure_qemu(preset: str, model_dir: Path, build: Path, expected: dict[str, list[int]], n_q: int) -> dict:
+    run(["make", "-s", f"MODEL_DIR={model_dir}", f"BUILD={build}", f"STACK_SIZE={STACK_SIZE}"], cwd=FIRMWARE / "qemu")
+    elf, probe = build / "tinycodec_m4.elf", build / "size_probe.elf"
+    symbols(elf, build / "syms.txt")
+    out = qemu(elf, build / "libinsn_count.so", build / "syms.txt", build / "counts.txt")
+    (build / "qemu_output.txt").write_text(out)
+    checks = {f"{clip}_{mode}": int(bad) for clip, mode, bad in re.findall(r"CHECK (\w+) (\w+) mismatches=(\d+)", out)}
+    printed = {}
+    for clip, _q, vals in re.findall(r"CODES (\w+) (\d+):([\d ]*)", out):
+        printed.setdefault(clip, []).extend(int(v) for v in vals.split())
+    codes_equal = all(printed.get(clip) == codes for clip, codes in expected.items())
+    exit_ok = "QEMU_EXIT 0" in out and "RESULT PASS" in out
+    counts = {}
+    for line in (build / "counts.txt").read_text().splitlines():
+        n, name = line.split(maxsplit=1)
+        counts[name] = int(n)
+    samples = int(re.search(r"AUDIO_SAMPLES (\d+)", out).group(1))
+    seconds = samples / 16000
+    per_func = {name: n for name, n in counts.items()
+                if name in ENCODER_FUNCTIONS or name.startswith("run_graph")}
+    encoder_total = sum(per_func.values())
+    probe_size = size(probe)
+    probe_out = qemu(probe)
+    stack_hw = int(re.search(r"STACK_HIGH_WATER (\d+)", probe_out).group(1))
+    whole = all(v == 0 for k, v in checks.items() if k.endswith("whole")) and len(checks) == 2 * len(expected)
+    frames = all(v == 0 for k, v in checks.items() if k.endswith("frames")) and len(checks) == 2 * len(expected)
+    return {
+        "bit_exact_qemu_whole": whole and codes_equal,
+        "bit_exact_qemu_frames": frames,
+        "qemu_exit_ok": exit_ok,
+        "instructions_per_audio_second": round(encoder_total / seconds),
+        "instructions_per_frame": round(encoder_total / (samples / 256)),
+        "instructions_total_run": counts.get("TOTAL", 0),
+        "init_instructions": sum(counts.get(k, 0) for k in ("codebook_norms", "dot_s8", "tinycodec_encoder_init")),
+        "audio_seconds_encoded": seconds,
+        "per_function_per_audio_second": {k: round(v / seconds)
+                                          for k, v in sorted(per_func.items(), key=lambda kv: -kv[1])},
+        "flash_bytes": probe_size["flash_bytes"],
+        "ram_bytes": probe_size["ram_bytes"],
+        "size_probe": probe_size,
+        "stack_reserved_bytes": STACK_SIZE,
+        "stack_high_water_bytes": stack_hw,
+        "elf_with_test_vectors": size(elf),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="ultra_tiny only (the test suite's run)")
+    parser.add_argument("--presets", nargs="+", default=None,
+                        help="default: ultra_tiny tiny (small adds ~3 min of k-means on 2 cores)")
+    parser.add_argument("--build", type=Path, default=ROOT / "_build" / "firmware")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "firmware.json")
+    args = parser.parse_args(argv)
+    missing = check_toolchain()
+    if missing:
+        print(f"missing toolchain: {', '.join(missing)}\ninstall with:\n  {APT_LINE}", file=sys.stderr)
+        return 2
+    presets = args.presets or (["ultra_tiny"] if args.quick else ["ultra_tiny", "tiny"])
+    build = args.build.resolve()
+    export_dir = build / "export"
+    t0 = time.time()
+    results: dict[str, dict] = {}
+    for preset in presets:
+        t = time.time()
+        info = export(preset, export_dir / preset)
+        info["export_seconds"] = round(time.time() - t, 1)
+        info["golden_codes"] = golden_codes(Path(info["golden_header"]))
+        results[preset] = info
+        print(f"[{preset}] exported in {info['export_seconds']} s, code agreement {info['code_agreement']}")
+    t = time.time()
+    host = build / "host"
+    run(["cmake", "-S", str(FIRMWARE / "host"), "-B", str(host), f"-DTC_EXPORT_DIR={export_dir}",
+         f"-DTC_PRESETS={';'.join(presets)}", "-DCMAKE_BUILD_TYPE=Release"])
+    run(["cmake", "--build", str(host), "-j", str(os.cpu_count() or 2)])
+    ctest = subprocess.run(["ctest", "--test-dir", str(host), "--output-on-failure"], capture_output=True, text=True)
+    (build / "ctest_output.txt").write_text(ctest.stdout + ctest.stderr)
+    host_ok = {p: bool(re.search(rf"encoder_{p} \.+\s+Passed", ctest.stdout)) for p in presets}
+    print(f"host ctest: {'PASS' if ctest.returncode == 0 else 'FAIL'} ({time.time() - t:.1f} s)")
+    ok = ctest.returncode == 0
+    report = {}
+    for preset in presets:
+        t = time.time()
+        info = results[preset]
+        m = measure_qemu(preset, export_dir / preset, build / "qemu" / preset, info["golden_codes"], info["n_q"])
+        bit_exact = host_ok[preset] and m["bit_exact_qemu_whole"] and m["bit_exact_qemu_frames"] and m["qemu_exit_ok"]
+        entry = {
+            "flash_bytes": m.pop("flash_bytes"), "ram_bytes": m.pop("ram_bytes"),
+            "instructions_per_audio_second": m.pop("instructions_per_audio_second"),
+            "bit_exact": bit_exact, "bit_exact_host": host_ok[preset], **m,
+            "arena_bytes": info["arena_bytes"], "flash_bytes_estimate_model": info["flash_bytes_estimate"],
+            "code_agreement_int8_vs_float": info["code_agreement"],
+            "weights": "random (seed 0), zero biases, k-means codebooks on the demo audio",
+            "cpu": "Cortex-M4F (qemu-system-arm -M mps2-an386), arm-none-eabi-gcc -O2",
+        }
+        if preset in TARGETS:
+            entry["targets"] = {k: {"target": v, "measured": entry[k], "met": entry[k] <= v,
+                                    "ratio": round(entry[k] / v, 3)} for k, v in TARGETS[preset].items()}
+        report[preset] = entry
+        ok &= bit_exact and entry["stack_high_water_bytes"] < STACK_SIZE
+        print(f"[{preset}] bit_exact={bit_exact} flash={entry['flash_bytes']} ram={entry['ram_bytes']} "
+              f"instr/s={entry['instructions_per_audio_second'] / 1e6:.1f}M ({time.time() - t:.1f} s)")
+    for entry in report.values():
+        entry["host"] = {"machine": platform.machine(), "python": platform.python_version()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out} in {time.time() - t0:.0f} s: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
