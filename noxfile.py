@@ -1,4 +1,4 @@
-"""Sessions: `nox -s tests` (everything a change must pass), `book`, `notebooks`, `lint`, `sync`.
+"""Sessions: `nox -s tests` (everything a change must pass), `book`, `notebooks`, `firmware`, `lint`, `sync`.
 
 Every session installs the package with the pinned environment in constraints.txt
 (torch exactly 2.13.0: a range would pull a multi-GB CUDA build).
@@ -18,7 +18,7 @@ import nox
 
 ROOT = Path(__file__).parent
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
-EXTRAS = ".[book,train,eval,dev]"
+EXTRAS = ".[book,train,eval,export,dev]"
 APT_PACKAGES = ROOT / ".ci" / "apt-packages.txt"
 
 nox.options.sessions = ["tests"]
@@ -106,3 +106,12 @@ def tests(session: nox.Session) -> None:
     _book(session, "nbval")
     _book(session, "build")
     _book(session, "browser")
+
+
+@nox.session
+def firmware(session: nox.Session) -> None:
+    """C int8 encoder: export headers, host tests (ctest), Cortex-M4 under QEMU with instruction
+    counts; writes benchmarks/firmware.json. Needs the apt toolchain in .ci/apt-packages.txt."""
+    _ensure_apt(session)
+    _install(session)
+    session.run("python", "tools/firmware.py", *session.posargs)

@@ -60,7 +60,8 @@ def plot_waveform_and_spectrogram(wav, sample_rate: int, title: str = "", n_fft:
     t = np.arange(len(x)) / sample_rate
     axes[0].plot(t, x, lw=0.5)
     axes[0].set_ylabel("amplitude")
-    axes[0].set_ylim(-1.05, 1.05)
+    peak = float(np.abs(x).max()) if len(x) else 1.0
+    axes[0].set_ylim(-1.1 * max(peak, 1e-3), 1.1 * max(peak, 1e-3))  # quiet clips stay visible
     hop = n_fft // 4
     db = spectrogram_db(x, n_fft, hop)
     extent = [0, len(x) / sample_rate, 0, sample_rate / 2000]
