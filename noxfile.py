@@ -100,8 +100,8 @@ def tests(session: nox.Session) -> None:
     _install(session)
     session.run("ruff", "check", "tinycodec", "tests", "tools", "benchmarks", "noxfile.py")
     session.run("python", "tools/check_notebooks.py")
+    _book(session, "data")  # the demo corpus: real clips that tests and chapters read
     session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
-    _book(session, "data")
     _book(session, "execute", "--fast")
     _book(session, "nbval")
     _book(session, "build")

@@ -43,6 +43,10 @@ _LAZY = {
     "stoi": "tinycodec.metrics",
     "codebook_usage": "tinycodec.metrics",
     "run_baseline": "tinycodec.baselines",
+    # shipped models and model specs (tinycodec/pretrained)
+    "load_pretrained": "tinycodec.pretrained",
+    "list_pretrained": "tinycodec.pretrained",
+    "load_model": "tinycodec.pretrained",
     # training (book/04_training.md)
     "train": "tinycodec.train",
     "TrainConfig": "tinycodec.train",

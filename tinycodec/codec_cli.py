@@ -5,46 +5,15 @@ Notebook: book/05_bitrate.md
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from tinycodec.pretrained import load_model
 
 _MODEL_HELP = (
     "a preset name (see tinycodec.models.list_presets(); built with RANDOM weights from --seed until "
     "trained weights ship: the file decodes only with the same preset and seed), a training "
     "checkpoint (.pt) or exported weights (.safetensors)"
 )
-
-
-def load_model(spec: str, seed: int = 0):
-    """Build the codec named by ``spec``: a preset (seeded random weights), a ``.pt`` checkpoint or
-    ``.safetensors`` weights. Returns the model in eval mode with ``model.model_id`` set."""
-    import torch
-
-    from tinycodec.models import PRESETS, CodecModel, build_model
-
-    if spec in PRESETS:
-        torch.manual_seed(seed)  # deterministic weights: the decoder rebuilds the same ones
-        model = CodecModel.from_preset(spec)
-        model.model_id = spec
-        return model.eval()
-    path = Path(spec)
-    if not path.exists():
-        raise FileNotFoundError(f"--model {spec!r} is neither a preset ({', '.join(PRESETS)}) nor an existing file")
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        if "family" not in meta or "config" not in meta:
-            raise ValueError(f"{path} has no tinycodec metadata (family, config); export it with tinycodec.export_weights")
-        model = build_model(meta["family"], json.loads(meta["config"]))
-        model.load_state_dict(load_file(str(path)))
-        model.model_id = meta.get("preset") or meta["family"]
-        return model.eval()
-    from tinycodec.train import load_checkpoint
-
-    return load_checkpoint(path)
 
 
 def _encode(args) -> int:

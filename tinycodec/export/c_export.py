@@ -174,21 +174,15 @@ def write_golden_header(enc: Int8Encoder, golden: list[dict], path: Path) -> Non
 
 
 def _load_source(source, seed: int, calib) -> tuple[nn.Module, str]:
-    from tinycodec.models import TinyStream, build_model
+    from tinycodec.models import TinyStream
 
     if isinstance(source, nn.Module):
         return source, getattr(getattr(source, "config", None), "family", "model")
-    path = Path(str(source))
-    if path.exists():
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        family = ckpt.get("family", "tinystream")
-        config = ckpt.get("config") or ckpt.get("model_config")
-        state = ckpt.get("model") or ckpt.get("state_dict") or ckpt.get("model_state")
-        if config is None or state is None:
-            raise ValueError(f"{path}: checkpoint needs 'family', 'config' and 'model' entries")
-        model = build_model(family, config)
-        model.load_state_dict(state)
-        return model.eval(), path.stem
+    from tinycodec.pretrained import list_pretrained, load_model
+
+    if Path(str(source)).exists() or str(source) in list_pretrained():
+        model = load_model(str(source))
+        return model, Path(str(source)).stem
     # a preset name without trained weights: seeded random encoder, zero biases (random biases
     # swamp the signal: its variation would fall below one int8 step) and k-means codebooks
     torch.manual_seed(seed)

@@ -35,21 +35,19 @@ def register(subparsers) -> None:
 
 
 def load_model(preset: str | None, checkpoint: str | None, seed: int = 0):
-    """``(model, description)`` from a checkpoint or a preset (random weights, ``torch.manual_seed(seed)``)."""
-    import torch
+    """``(model, description)`` from a checkpoint/weights file, a shipped model or a preset
+    (random weights, ``torch.manual_seed(seed)``); see ``tinycodec.pretrained.load_model``."""
+    from tinycodec.pretrained import list_pretrained
+    from tinycodec.pretrained import load_model as load_spec
 
+    spec = checkpoint or preset
     if checkpoint:
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-        try:
-            from tinycodec.train import load_checkpoint
-        except ImportError as exc:
-            raise RuntimeError(f"cannot load checkpoints: tinycodec.train is unavailable ({exc})") from exc
-        return load_checkpoint(checkpoint).eval(), f"checkpoint {checkpoint}"
-    from tinycodec.models import CodecModel
-
-    torch.manual_seed(seed)
-    return CodecModel.from_preset(preset).eval(), f"preset {preset} with RANDOM weights (seed {seed}; untrained)"
+        what = f"checkpoint {checkpoint}"
+    elif preset in list_pretrained():
+        what = f"shipped reference model {preset}"
+    else:
+        what = f"preset {preset} with RANDOM weights (seed {seed}; untrained)"
+    return load_spec(spec, seed), what
 
 
 def _run(args) -> int:

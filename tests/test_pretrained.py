@@ -1,0 +1,61 @@
+"""Model specs: shipped names, presets, safetensors weights, checkpoints; bad files fail clearly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tinycodec
+from tinycodec.pretrained import list_pretrained, load_model, load_pretrained, load_weights
+
+
+def test_preset_spec_is_deterministic_in_its_seed():
+    a, b, c = load_model("ultra_tiny", seed=3), load_model("ultra_tiny", seed=3), load_model("ultra_tiny", seed=4)
+    assert a.model_id == "ultra_tiny" and not a.training
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_exported_weights_round_trip(tmp_path):
+    model = load_model("ultra_tiny", seed=1)
+    path = tinycodec.export_weights(model, tmp_path / "m.safetensors")
+    again = load_model(str(path))
+    assert again.config == model.config and again.family == model.family
+    wav = torch.randn(1, 1, 4 * model.hop_length)
+    assert torch.equal(again.encode(wav), model.encode(wav))
+
+
+def test_unknown_names_and_bad_files_fail_clearly(tmp_path):
+    with pytest.raises(ValueError, match="no shipped reference model 'nope'"):
+        load_pretrained("nope")
+    with pytest.raises(FileNotFoundError, match="neither a shipped model"):
+        load_model("no_such_preset_or_file")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        load_weights(junk)
+
+
+def test_weights_that_do_not_fit_their_config_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    model = load_model("ultra_tiny")
+    path = tinycodec.export_weights(model, tmp_path / "m.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    state = {k: v for k, v in model.state_dict().items()}
+    first = next(iter(state))
+    state[first] = torch.zeros(3, 3)  # wrong shape for the config in the metadata
+    save_file(state, str(path), metadata=meta)
+    with pytest.raises(ValueError, match="do not match their config"):
+        load_weights(path)
+
+
+@pytest.mark.parametrize("name", list_pretrained())
+def test_every_shipped_model_loads_offline(name):
+    model = load_pretrained(name)
+    wav = torch.zeros(1, 1, 8 * model.hop_length)
+    codes = model.encode(wav)
+    assert codes.shape == (1, model.num_quantizers, 8)

@@ -1,0 +1,108 @@
+"""Shipped weights and the one place that turns "a model spec" into a model.
+
+A spec is, in the order tried:
+- a shipped reference model name (``tinycodec/pretrained/NAME.safetensors``, see ``list_pretrained()``),
+- a preset name (``tinycodec.models.list_presets()``), built with seeded RANDOM weights,
+- a ``.safetensors`` file written by ``tinycodec.export_weights`` (config in its metadata),
+- a training checkpoint (``.pt``) read by ``tinycodec.load_checkpoint`` (``weights_only=True``).
+
+Everything here works offline: no hub, no download.
+
+Notebook: book/04_training.md
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PRETRAINED_DIR = Path(__file__).resolve().parent
+
+
+def list_pretrained() -> list[str]:
+    """Names of the reference models shipped inside the package."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.safetensors"))
+
+
+def load_weights(path: str | Path):
+    """Rebuild a model from a ``.safetensors`` file written by ``tinycodec.export_weights``.
+
+    Args:
+        path: the file; its metadata holds ``family`` and ``config`` (JSON).
+
+    Returns:
+        CodecModel in eval mode, with ``model_id`` set from the metadata.
+
+    Raises:
+        ValueError: the file is not a tinycodec weights file, or its tensors do not fit its config.
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    from tinycodec.models import build_model
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if meta.get("format") != "tinycodec" or "family" not in meta or "config" not in meta:
+        raise ValueError(f"{path} has no tinycodec metadata (format, family, config); "
+                         "write it with tinycodec.export_weights")
+    model = build_model(meta["family"], json.loads(meta["config"]))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not match their config: {exc}") from exc
+    model.model_id = meta.get("name") or meta["family"]
+    model.checkpoint_step = int(meta.get("step", 0))
+    return model.eval()
+
+
+def load_pretrained(name: str):
+    """A shipped reference model, e.g. ``load_pretrained("tiny")``.
+
+    Raises:
+        ValueError: no such shipped model (the message lists the ones that exist).
+    """
+    path = PRETRAINED_DIR / f"{name}.safetensors"
+    if not path.exists():
+        have = ", ".join(list_pretrained()) or "none yet"
+        raise ValueError(f"no shipped reference model {name!r} (shipped: {have})")
+    model = load_weights(path)
+    model.model_id = name
+    return model
+
+
+def load_model(spec: str, seed: int = 0):
+    """Any model spec (see the module docstring) -> a model in eval mode with ``model_id`` set.
+
+    Args:
+        spec: shipped name, preset name, ``.safetensors`` path or checkpoint path.
+        seed: seeds the random weights of a bare preset, so the same spec rebuilds the same model.
+    """
+    import torch
+
+    from tinycodec.models import PRESETS, CodecModel
+
+    if spec in list_pretrained():
+        return load_pretrained(spec)
+    if spec in PRESETS:
+        torch.manual_seed(seed)  # deterministic weights: a decoder elsewhere rebuilds the same ones
+        model = CodecModel.from_preset(spec)
+        model.model_id = spec
+        return model.eval()
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"model {spec!r} is neither a shipped model ({', '.join(list_pretrained()) or 'none yet'}), "
+            f"a preset ({', '.join(PRESETS)}), nor an existing file")
+    if path.suffix == ".safetensors":
+        return load_weights(path)
+    from tinycodec.train import load_checkpoint
+
+    model = load_checkpoint(path)
+    model.model_id = getattr(model, "model_id", None) or model.family
+    return model.eval()
