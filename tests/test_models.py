@@ -26,6 +26,7 @@ EXPECTED = {  # name: (family, C, D, strides, n_q, K, sample_rate, bitrate)
     "soundstream_small": ("soundstream", 16, 512, [2, 4, 5, 8], 8, 1024, 24000, 6000.0),
     "soundstream_base": ("soundstream", 32, 512, [2, 4, 5, 8], 8, 1024, 24000, 6000.0),
     "soundstream_16k": ("soundstream", 16, 256, [2, 4, 5, 8], 8, 1024, 16000, 4000.0),
+    "transformer_tiny": ("transformer", 8, 128, [2, 4, 5, 6], 2, 1024, 16000, 4000.0 / 3),
 }
 
 
@@ -66,7 +67,7 @@ def test_presets_are_exactly_as_specified():
         cfg = PRESETS[name]
         assert (cfg.family, cfg.C, cfg.D, cfg.strides, cfg.num_quantizers, cfg.codebook_size, cfg.sample_rate) == (
             family, C, D, strides, n_q, K, sr)
-        assert cfg.bitrate() == bps
+        assert cfg.bitrate() == pytest.approx(bps, rel=1e-12)
     ts, ss = TinyStreamConfig(), SoundStreamConfig()
     assert (ts.separable, ts.activation, ts.dilations, ts.quantizer_dropout) == (True, "relu", [1], False)
     assert (ss.separable, ss.activation, ss.dilations, ss.quantizer_dropout) == (False, "elu", [1, 3, 9], True)

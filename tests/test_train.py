@@ -61,9 +61,14 @@ def tiny_config(corpus: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-@pytest.mark.parametrize("family", ["tinystream", "soundstream"])
+STRIDES = {"tinystream": [4, 4, 4, 4], "soundstream": [2, 4, 5, 8], "transformer": [2, 4, 5, 6]}
+
+
+@pytest.mark.parametrize("family", list(STRIDES))
 def test_one_step_smoke_run_per_family(corpus, tmp_path, family):
-    over = dict(TINY, strides=[4, 4, 4, 4] if family == "tinystream" else [2, 4, 5, 8], sample_rate=16000)
+    over = dict(TINY, strides=STRIDES[family], sample_rate=16000)
+    if family == "transformer":
+        over.update(num_heads=2, context=8)
     cfg = tiny_config(corpus, tmp_path, model=family, preset=None, model_overrides=over)
     result = train(cfg)
     assert result.step == 1 and result.skipped_steps == 0
@@ -82,12 +87,9 @@ def test_one_step_smoke_run_per_family(corpus, tmp_path, family):
     assert meta["family"] == family and json.loads(meta["config"])["D"] == 16
 
 
-def test_transformer_is_not_available_yet(corpus, tmp_path):
-    with pytest.raises(ValueError, match="'transformer' is not available yet"):
-        train(tiny_config(corpus, tmp_path, model="transformer", preset=None))
-    from tinycodec.cli import main
-
-    assert main(["train", "--model", "transformer", "--audio_dir", str(corpus)]) == 1
+def test_unknown_family_is_refused_clearly(corpus, tmp_path):
+    with pytest.raises(ValueError, match="no_such_family"):
+        train(tiny_config(corpus, tmp_path, model="no_such_family", preset=None))
 
 
 def test_preset_of_another_family_is_refused(corpus, tmp_path):

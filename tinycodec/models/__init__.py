@@ -15,6 +15,7 @@ from tinycodec.models.config import (
 )
 from tinycodec.models.soundstream import SoundStream
 from tinycodec.models.tinystream import TinyStream
+from tinycodec.models.transformer import TinyTransformerCodec, TransformerCodecConfig  # noqa: F401 (registers family + presets)
 
 Model = CodecModel  # ``Model.from_preset(name)`` builds whichever family the preset names
 

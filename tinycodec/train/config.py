@@ -12,12 +12,10 @@ from typing import Any
 from tinycodec.discriminators import DiscriminatorConfig
 from tinycodec.losses import LossWeights
 
-__all__ = ["TrainConfig", "PLANNED_FAMILIES", "model_families", "resolve_model_config"]
+__all__ = ["TrainConfig", "model_families", "resolve_model_config"]
 
-# families the CLI accepts before their model code exists; registering the model class and config
-# in tinycodec.models (MODEL_CLASSES / CONFIG_CLASSES) is all it takes to make one trainable
-PLANNED_FAMILIES = ("transformer",)
-DEFAULT_PRESET = {"tinystream": "ultra_tiny", "soundstream": "soundstream_tiny"}
+# the preset a bare `--model FAMILY` trains; a family is trainable once tinycodec.models registers it
+DEFAULT_PRESET = {"tinystream": "ultra_tiny", "soundstream": "soundstream_tiny", "transformer": "transformer_tiny"}
 MODEL_FIELDS = ("C", "D", "num_quantizers", "codebook_size", "sample_rate")  # the CLI's model overrides
 
 
@@ -31,7 +29,7 @@ class TrainConfig:
     """
 
     # model
-    model: str | None = None  # family: "tinystream" | "soundstream" | "transformer" (not available yet)
+    model: str | None = None  # family: "tinystream" | "soundstream" | "transformer"
     preset: str | None = None  # named preset (`--config`), e.g. "ultra_tiny", "tiny", "soundstream_tiny"
     C: int | None = None  # overrides of the preset's fields (None keeps the preset's value)
     D: int | None = None
@@ -114,14 +112,14 @@ def model_families() -> list[str]:
     """Families the trainer accepts on the command line: the registered ones plus the planned ones."""
     from tinycodec.models import CONFIG_CLASSES
 
-    return sorted(set(CONFIG_CLASSES) | set(PLANNED_FAMILIES))
+    return sorted(CONFIG_CLASSES)
 
 
 def resolve_model_config(config: TrainConfig):
     """The codec config of a run: the preset (or the family's default preset) with the overrides.
 
     Raises:
-        ValueError: unknown family, a family that is not available yet, or a preset of another family.
+        ValueError: unknown family, or a preset of another family.
     """
     from tinycodec.models import CONFIG_CLASSES, get_preset, list_presets
 
@@ -129,9 +127,6 @@ def resolve_model_config(config: TrainConfig):
     if family is None:
         family = get_preset(config.preset).family if config.preset else "tinystream"
     if family not in CONFIG_CLASSES:
-        if family in PLANNED_FAMILIES:
-            raise ValueError(f"model family {family!r} is not available yet; "
-                             f"available now: {sorted(CONFIG_CLASSES)}")
         raise ValueError(f"unknown model family {family!r}; choose from {model_families()}")
     preset = config.preset or DEFAULT_PRESET.get(family)
     if preset is not None:
