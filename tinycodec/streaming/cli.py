@@ -1,0 +1,89 @@
+"""``tinycodec serve`` and ``tinycodec stream``: the loopback TCP streaming demo, or a local pipeline run.
+
+Notebook: book/06_streaming.md
+"""
+
+from __future__ import annotations
+
+from tinycodec.streaming.net import DEFAULT_PORT
+
+_MODEL_HELP = ("model spec: shipped name, preset (seeded random weights), .safetensors or checkpoint; "
+               "server and client must use the same one")
+
+
+def _serve(args) -> int:
+    from tinycodec.pretrained import load_model
+    from tinycodec.streaming.net import serve
+
+    model = load_model(args.model, args.seed)
+    results = serve(model, args.host, args.port, clients=args.clients, output=args.output, timeout=args.timeout,
+                    ready=lambda port: print(f"listening on {args.host}:{port} ({args.model})", flush=True))
+    for r in results:
+        print(f"received {r['packets']} packets, lost {r['lost_packets']}, CRC errors {r['crc_errors']}, "
+              f"concealed {r['concealed_frames']} frames; {r['wav'].numel() / r['sample_rate']:.2f} s of audio"
+              + (f" -> {r['path']}" if "path" in r else ""))
+    return 0
+
+
+def _stream(args) -> int:
+    from tinycodec.pretrained import load_model
+
+    model = load_model(args.model, args.seed)
+    if args.local is not None:  # no network: run the two-thread pipeline in-process
+        import torch
+
+        from tinycodec.audio import save
+        from tinycodec.streaming.pipeline import stream
+
+        chunks, done = [], {}
+        for event in stream(model, args.input, n_q=args.n_q, chunk_frames=args.frames_per_packet,
+                            realtime=args.realtime, max_duration=args.max_duration):
+            if event["type"] == "audio_chunk":
+                chunks.append(event["data"])
+            elif event["type"] == "complete":
+                done = event
+        save(args.local, torch.cat(chunks)[None], model.sample_rate)
+        print(f"time to first audio {1e3 * done['time_to_first_audio']:.1f} ms, RTF {done['rtf']:.3f}, "
+              f"{done['audio_seconds']:.2f} s -> {args.local}")
+        return 0
+    from tinycodec.streaming.net import send_file
+
+    sent = send_file(args.input, args.host, args.port, model, n_q=args.n_q,
+                     frames_per_packet=args.frames_per_packet, loss_rate=args.loss_rate, seed=args.loss_seed,
+                     realtime=args.realtime, max_duration=args.max_duration)
+    print(f"sent {sent['packets']} packets ({sent['bytes']} bytes), dropped {sent['dropped']} on purpose")
+    return 0
+
+
+def register(subparsers) -> None:
+    srv = subparsers.add_parser(
+        "serve", help="decoder server for the loopback streaming demo",
+        description="Listen on a loopback address, decode packets from `tinycodec stream` clients, conceal "
+                    "lost or damaged packets, and optionally write the audio to a WAV file.")
+    srv.add_argument("--model", default="tiny", help=_MODEL_HELP + " (default: tiny)")
+    srv.add_argument("--seed", type=int, default=0, help="weight seed for preset models (default: 0)")
+    srv.add_argument("--host", default="127.0.0.1", help="loopback address (default: 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default: {DEFAULT_PORT})")
+    srv.add_argument("--clients", type=int, default=1, help="clients to serve before exiting (default: 1)")
+    srv.add_argument("--output", "-o", default=None, help="write the decoded audio here (WAV)")
+    srv.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a client (default: 60)")
+    srv.set_defaults(func=_serve)
+
+    st = subparsers.add_parser(
+        "stream", help="stream an audio file to `tinycodec serve` (or through a local pipeline)",
+        description="Encode FILE frame by frame like a device and send bitstream packets to a loopback "
+                    "server; --loss-rate drops packets on purpose. With --local OUT.wav, run the "
+                    "two-thread encoder/decoder pipeline in-process instead and report time to first audio.")
+    st.add_argument("input", help="audio file")
+    st.add_argument("--model", default="tiny", help=_MODEL_HELP + " (default: tiny)")
+    st.add_argument("--seed", type=int, default=0, help="weight seed for preset models (default: 0)")
+    st.add_argument("--host", default="127.0.0.1", help="server address, loopback only (default: 127.0.0.1)")
+    st.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default: {DEFAULT_PORT})")
+    st.add_argument("--n_q", type=int, default=None, help="quantizers to send (default: all)")
+    st.add_argument("--frames-per-packet", type=int, default=1, help="frames per packet / chunk (default: 1)")
+    st.add_argument("--loss-rate", type=float, default=0.0, help="drop this fraction of packets (default: 0)")
+    st.add_argument("--loss-seed", type=int, default=0, help="seed of the simulated loss (default: 0)")
+    st.add_argument("--realtime", action="store_true", help="send at the pace of the audio, like a microphone")
+    st.add_argument("--max-duration", type=float, default=None, help="stop after this many seconds")
+    st.add_argument("--local", metavar="OUT.wav", default=None, help="no network: decode in-process to OUT.wav")
+    st.set_defaults(func=_stream)
