@@ -58,7 +58,7 @@ def _book(session: nox.Session, *args: str) -> None:
 def lint(session: nox.Session) -> None:
     """ruff on the package, tests, tools and benchmarks; chapter pairs in sync."""
     session.install(*CONSTRAINTS, "ruff", "jupytext")
-    session.run("ruff", "check", "tinycodec", "tests", "tools", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "tinycodec", "tests", "tools", "benchmarks", "examples", "noxfile.py")
     session.run("python", "tools/check_notebooks.py")
 
 
@@ -98,7 +98,7 @@ def tests(session: nox.Session) -> None:
     the book build and the headless-Chromium check of every page."""
     _ensure_apt(session)
     _install(session)
-    session.run("ruff", "check", "tinycodec", "tests", "tools", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "tinycodec", "tests", "tools", "benchmarks", "examples", "noxfile.py")
     session.run("python", "tools/check_notebooks.py")
     _book(session, "data")  # the demo corpus: real clips that tests and chapters read
     session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)

@@ -29,6 +29,13 @@ _LAZY = {
     "summary": "tinycodec.summary",
     "summary_table": "tinycodec.summary",
     # bitstream, entropy coding, metrics (book/05_bitrate.md)
+    "evaluate": "tinycodec.evaluate",
+    "EvalResult": "tinycodec.evaluate",
+    "nominal_bitrate": "tinycodec.bitrate",
+    "bitrate_table": "tinycodec.bitrate",
+    "codebook_entropy": "tinycodec.bitrate",
+    "entropy_coded_size": "tinycodec.bitrate",
+    "quality_vs_bitrate": "tinycodec.bitrate",
     "BitstreamError": "tinycodec.bitstream",
     "encode_bytes": "tinycodec.bitstream",
     "decode_bytes": "tinycodec.bitstream",
@@ -47,6 +54,12 @@ _LAZY = {
     "load_pretrained": "tinycodec.pretrained",
     "list_pretrained": "tinycodec.pretrained",
     "load_model": "tinycodec.pretrained",
+    # streaming pipeline (book/06_streaming.md)
+    "stream": "tinycodec.streaming",
+    "stream_to_tensor": "tinycodec.streaming",
+    # streaming codec API (book/06_streaming.md)
+    "TinyCodec": "tinycodec.codec",
+    "TinyTransformerCodec": "tinycodec.models",
     # training (book/04_training.md)
     "train": "tinycodec.train",
     "TrainConfig": "tinycodec.train",

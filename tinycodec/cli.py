@@ -17,8 +17,10 @@ from tinycodec import __version__
 COMMANDS = [
     "tinycodec.data.cli",
     "tinycodec.codec_cli",
+    "tinycodec.eval_cli",
     "tinycodec.train.cli",
     "tinycodec.export.cli",
+    "tinycodec.streaming.cli",
 ]
 
 

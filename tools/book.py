@@ -69,6 +69,7 @@ def cmd_execute(args) -> int:
             papermill.execute_notebook(
                 str(src), str(out), parameters=params, cwd=str(ROOT / "book"),
                 kernel_name="python3", progress_bar=False,
+                execution_timeout=900,  # a cell stuck (e.g. on widget comms) fails instead of hanging CI
             )
         except Exception as exc:  # keep going: report every failing chapter, keep its notebook
             failed.append(stem)
