@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
+from _common import machine_info  # noqa: E402  (benchmarks/ is the script's folder)
 
 from tinycodec.pretrained import load_model
 from tinycodec.streaming import stream_to_tensor
@@ -37,17 +35,6 @@ MODELS = ["ultra_tiny", "tiny", "small", "soundstream_16k", "transformer_tiny"]
 TARGET_MARGIN_MS = 5.0  # issue 7: TTFA <= one hop + 5 ms for tiny
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo" / "speech" / "pyannote_sample.wav"
 
-
-def machine_info() -> dict:
-    return {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
 
 
 def audio(seconds: float, sample_rate: int) -> torch.Tensor:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+from _common import machine_info  # noqa: E402  (benchmarks/ is the script's folder)
 
 from tinycodec.overlap_save import compare_stream_modes
 from tinycodec.pretrained import load_model
@@ -32,17 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEECH = ROOT / "data" / "demo" / "speech" / "pyannote_sample.wav"
 PRESETS = ["transformer_tiny", "tiny", "soundstream_16k"]
 
-
-def machine_info() -> dict:
-    return {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
 
 
 def test_audio(sample_rate: int, seconds: float) -> tuple[torch.Tensor, str]:

@@ -15,31 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
+from _common import machine_info  # noqa: E402  (benchmarks/ is the script's folder)
 
 from tinycodec.models import CodecModel, list_presets
 from tinycodec.summary import summary
 
 TARGET_TINY_RTF = 0.02  # issue 3; Lyra v2 reports ~0.029 on one phone core
 
-
-def machine_info() -> dict:
-    return {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
 
 
 @torch.no_grad()

@@ -16,15 +16,6 @@ from tinycodec.models.config import get_preset
 SR = 16000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Short clips: one torch thread is several times faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def clips():
     nature, _ = synth_nature(1, NatureConfig(duration=8.0, sample_rate=SR))

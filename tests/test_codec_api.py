@@ -19,14 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEECH = ROOT / "data" / "demo" / "speech" / "pyannote_sample.wav"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def codec() -> TinyCodec:
     return TinyCodec(model_path="transformer_tiny")

@@ -212,20 +212,16 @@ def test_training_forward_dropout_and_gradients():
 
 
 def test_streaming_benchmark_quick_writes_json(tmp_path):
-    import importlib.util
     import json
+    import subprocess
+    import sys
     from pathlib import Path
 
     path = Path(__file__).parent.parent / "benchmarks" / "bench_streaming.py"
-    spec = importlib.util.spec_from_file_location("bench_streaming", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     out = tmp_path / "streaming.json"
-    threads = torch.get_num_threads()
-    try:
-        assert bench.main(["--quick", "--presets", "ultra_tiny", "tiny", "--seconds", "0.2", "--out", str(out)]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    run = subprocess.run([sys.executable, str(path), "--quick", "--presets", "ultra_tiny", "tiny",
+                          "--seconds", "0.2", "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
     report = json.loads(out.read_text())
     assert [r["preset"] for r in report["results"]] == ["ultra_tiny", "tiny"]
     assert all(r["rtf"] > 0 and r["frames"] == 12 for r in report["results"])

@@ -28,15 +28,6 @@ def strong(model: TinyTransformerCodec) -> TinyTransformerCodec:
     return model.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small per-call work: one thread is faster and steadier on a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def model() -> TinyTransformerCodec:
     torch.manual_seed(0)

@@ -1,0 +1,21 @@
+"""What every benchmark records next to its numbers: the machine it ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+import torch
+
+
+def machine_info() -> dict:
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
