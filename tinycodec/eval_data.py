@@ -125,22 +125,28 @@ def load_clips(
     """Load the clips of ``list_clips`` at ``sample_rate`` (mono), cropped to ``clip_seconds`` from the start.
 
     Args:
-        max_clips: at most this many clips per category (the first ones by path).
+        max_clips: at most this many clips per category, spread evenly over the category's
+            sorted paths (so a cap still samples every speaker and source folder).
     """
     from tinycodec.audio import load
 
     root = Path(data_dir)
-    taken: dict[str, int] = {}
+    listed = list_clips(root, categories, split)
+    if max_clips is not None:
+        per_cat: dict[str, list] = {}
+        for rel, cat in listed:
+            per_cat.setdefault(cat, []).append((rel, cat))
+        listed = []
+        for items in per_cat.values():
+            step = max(1, len(items) / max_clips)
+            listed += [items[int(i * step)] for i in range(min(max_clips, len(items)))]
     clips = []
-    for rel, cat in list_clips(root, categories, split):
-        if max_clips is not None and taken.get(cat, 0) >= max_clips:
-            continue
+    for rel, cat in listed:
         wav, _ = load(root / rel, sample_rate)  # [1, T]
         if clip_seconds is not None:
             wav = wav[:, : int(round(clip_seconds * sample_rate))]
         if wav.shape[-1] == 0:
             log.warning("skipping %s: no samples", rel)
             continue
-        taken[cat] = taken.get(cat, 0) + 1
         clips.append(Clip(rel, cat, wav[None]))
     return clips
