@@ -141,3 +141,16 @@ def test_package_attribute_evaluates_after_module_import(folder):
 
     res = tinycodec.evaluate("ultra_tiny", folder, categories=["nature"], clip_seconds=0.5, progress=False)
     assert isinstance(res, tinycodec.EvalResult) and list(res.categories) == ["nature"]
+
+
+def test_result_json_round_trip(tmp_path):
+    from tinycodec.evaluate import EvalResult
+
+    rows = [{"file": "speech/a.wav", "category": "speech", "duration_s": 1.0, "codec": "tiny_nq4",
+             "bitrate": 2250.0, "nominal_bitrate": 2250.0, "log_mel": 1.5, "pesq_wb": None}]
+    result = EvalResult("tiny", 4, 16000, "data", "test", 4.0, [dict(r, pesq_wb=float("nan")) for r in rows])
+    again = EvalResult.from_json(result.to_json(tmp_path / "q.json"))
+    assert again.to_markdown() == result.to_markdown()
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="not a tinycodec eval JSON"):
+        EvalResult.from_json(tmp_path / "bad.json")

@@ -57,7 +57,7 @@ def _audio_files(root: Path) -> list[str]:
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist")
     rels = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):  # corpora are often linked in
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             if not name.startswith(".") and name.lower().endswith(AUDIO_EXTENSIONS):

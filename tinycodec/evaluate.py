@@ -265,6 +265,16 @@ class EvalResult:
             "clips": self.clips,
         }
 
+    @classmethod
+    def from_json(cls, path: str | Path) -> EvalResult:
+        """Read a file written by ``to_json`` (e.g. benchmarks/quality.json); ``null`` reads as NaN."""
+        data = json.loads(Path(path).read_text())
+        if data.get("format") != "tinycodec-eval":
+            raise ValueError(f"{path}: not a tinycodec eval JSON (format {data.get('format')!r})")
+        clips = [{k: (math.nan if v is None else v) for k, v in row.items()} for row in data["clips"]]
+        return cls(data["model"], data["n_q"], data["sample_rate"], data["data_dir"], data["split"],
+                   data["clip_seconds"], clips)
+
     def to_json(self, path: str | Path) -> Path:
         """Write ``to_dict()`` as JSON (NaN written as ``null``)."""
 

@@ -71,7 +71,8 @@ def cmd_ship(args) -> int:
         f"| family / config | {model.family}, C={model.config.C}, D={model.config.D}, "
         f"{model.num_quantizers} x {model.config.codebook_size} codes |",
         f"| bitrate | {model.bitrate():.0f} bit/s at {model.sample_rate} Hz ({model.frame_rate:g} frames/s) |",
-        f"| parameters | {s.total_params:,} ({s.encoder_params:,} encoder, {s.codebook_params:,} codebooks) |",
+        f"| parameters | {s.params_encoder + s.params_codebooks + s.params_decoder:,} ({s.params_encoder:,} encoder, "
+        f"{s.params_codebooks:,} codebooks, {s.params_decoder:,} decoder) |",
         f"| training steps | {getattr(model, 'checkpoint_step', 'see notes')} |",
         f"| file | `tinycodec/pretrained/{args.name}.safetensors` ({out.stat().st_size:,} bytes) |",
         "", "## Training", "", args.notes.strip(), "",
