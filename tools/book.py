@@ -53,9 +53,12 @@ def cmd_execute(args) -> int:
     params = {"FAST": not args.full}
     code_hash = _code_hash()
     (EXECUTED / "book").mkdir(parents=True, exist_ok=True)
-    link = EXECUTED / "data"  # chapters read ../data/demo relative to book/
-    if not link.exists():
-        link.symlink_to(ROOT / "data", target_is_directory=True)
+    # chapters read ../data/demo, ../benchmarks/*.json ... relative to book/: mirror the repository's
+    # other folders beside the executed notebooks, so papermill and nbval see the same paths
+    for folder in ("data", "benchmarks", "firmware", "examples"):
+        link = EXECUTED / folder
+        if (ROOT / folder).is_dir() and not link.exists():
+            link.symlink_to(ROOT / folder, target_is_directory=True)
     failed, timings = [], {}
     for stem in args.chapters or toc_chapters():
         src, out = ROOT / f"{stem}.ipynb", EXECUTED / f"{stem}.ipynb"

@@ -187,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = ctest.returncode == 0
     report = {}
     for preset in presets:
+        from tinycodec.pretrained import list_pretrained
+
         t = time.time()
         info = results[preset]
         m = measure_qemu(preset, export_dir / preset, build / "qemu" / preset, info["golden_codes"], info["n_q"])
@@ -197,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             "bit_exact": bit_exact, "bit_exact_host": host_ok[preset], **m,
             "arena_bytes": info["arena_bytes"], "flash_bytes_estimate_model": info["flash_bytes_estimate"],
             "code_agreement_int8_vs_float": info["code_agreement"],
-            "weights": "random (seed 0), zero biases, k-means codebooks on the demo audio",
+            "weights": ("shipped reference model (trained; tinycodec/pretrained)" if preset in list_pretrained()
+                        else "random (seed 0), zero biases, k-means codebooks on the demo audio"),
             "cpu": "Cortex-M4F (qemu-system-arm -M mps2-an386), arm-none-eabi-gcc -O2",
         }
         if preset in TARGETS:
