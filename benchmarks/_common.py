@@ -19,3 +19,14 @@ def machine_info() -> dict:
         "torch_threads": torch.get_num_threads(),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
+
+
+def write_report(path, report: dict) -> None:
+    """Write a benchmark's JSON report (creating its folder) and say where."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")

@@ -20,13 +20,12 @@ Notebook: book/06_streaming.md
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from _common import machine_info  # noqa: E402  (benchmarks/ is the script's folder)
+from _common import machine_info, write_report  # noqa: E402  (benchmarks/ is the script's folder)
 
 from tinycodec.pretrained import load_model
 from tinycodec.streaming import stream_to_tensor
@@ -127,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         report["compute_ms_relative_to_tiny"] = {
             n: r["compute_ms_median"] / t["compute_ms_median"] if t["compute_ms_median"] > 0 else None
             for n, r in by_name.items()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     return 0
 
 

@@ -14,13 +14,12 @@ Notebook: book/06_streaming.md
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from _common import machine_info  # noqa: E402  (benchmarks/ is the script's folder)
+from _common import machine_info, write_report  # noqa: E402  (benchmarks/ is the script's folder)
 
 from tinycodec.models import CodecModel, list_presets
 from tinycodec.summary import summary
@@ -112,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         report["target"]["met_cpu"] = by_name["tiny"]["rtf_cpu"] <= TARGET_TINY_RTF
         # ratios inside this run are comparable across machines; absolute RTF is not
         report["rtf_relative_to_tiny"] = {n: r["rtf"] / by_name["tiny"]["rtf"] for n, r in by_name.items()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     return 0
 
 
