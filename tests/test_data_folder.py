@@ -160,3 +160,65 @@ def test_tensor_corpus_fast_path(tmp_path):
             idx = np.flatnonzero(np.isclose(x, nz[0], atol=1e-4))
             hit |= any(np.allclose(x[i : i + len(nz)], nz, atol=2e-4) for i in idx if i + len(nz) <= len(x))
         assert hit
+
+
+def _write_speakers(root: Path) -> None:
+    for spk in ("alice", "bob", "carol", "carol_junior"):
+        for i in range(3):
+            (root / "speech" / spk).mkdir(parents=True, exist_ok=True)
+            sf.write(root / "speech" / spk / f"{i}.wav", _tone(16000, 0.05, f=200 + 50 * i), 16000)
+
+
+def test_splits_json_holds_out_whole_speakers_and_single_recordings(tmp_path):
+    import json
+
+    from tinycodec.eval_data import list_clips
+
+    _write_speakers(tmp_path)
+    (tmp_path / "splits.json").write_text(json.dumps({
+        "_comment": "bob tests; carol validates except one recording, which tests",
+        "test": ["speech/bob", "speech/carol/2.wav"], "val": ["speech/carol/"],
+    }))
+    rels = {s: {fi.rel for fi in AudioFolder(tmp_path, split=s).files} for s in SPLITS}
+    assert rels["test"] == {"speech/bob/0.wav", "speech/bob/1.wav", "speech/bob/2.wav", "speech/carol/2.wav"}
+    assert rels["val"] == {"speech/carol/0.wav", "speech/carol/1.wav"}  # longest prefix wins for 2.wav
+    # "speech/carol" matches whole path components: carol_junior is another speaker and trains
+    assert rels["train"] == {f"speech/{s}/{i}.wav" for s in ("alice", "carol_junior") for i in range(3)}
+    assert {rel for rel, _ in list_clips(tmp_path, split="test")} == rels["test"]  # eval agrees
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not a readable JSON"),
+    ('["speech/bob"]', "expected an object"),
+    ('{"dev": ["speech/bob"]}', "unknown split 'dev'"),
+    ('{"test": "speech/bob"}', "list of non-empty"),
+    ('{"test": ["speech/bob"], "val": ["speech/bob/"]}', "both 'test' and 'val'"),
+])
+def test_bad_splits_json_is_a_clear_error(tmp_path, content, message):
+    _write_speakers(tmp_path)
+    (tmp_path / "splits.json").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        AudioFolder(tmp_path, split="train")
+
+
+def test_reference_splits_hold_out_speakers_that_never_train():
+    """The committed reference split: no test or val speaker folder also trains."""
+    import csv
+    import json
+
+    from tinycodec.data.folder import load_split_rules
+
+    manifests = Path(__file__).resolve().parents[1] / "data" / "manifests"
+    rules = load_split_rules(manifests / "reference_splits.json")
+    speakers: dict[str, set[str]] = {}
+    for name in ("speech", "nature"):
+        for row in csv.DictReader(open(manifests / f"{name}.csv", encoding="utf-8")):
+            folder = row["file"].rsplit("/", 1)[0]
+            speakers.setdefault(folder, set()).add(split_of(row["file"], rules))
+    speech = {f: s for f, s in speakers.items() if f.startswith("speech/")}
+    assert all(len(s) == 1 for s in speech.values()), "a speaker folder spans two splits"
+    held = [f for f, s in speech.items() if s != {"train"}]
+    assert {"test", "val"} <= set().union(*speech.values()) and len(held) >= 6
+    nature_test = [f for f in json.loads((manifests / "reference_splits.json").read_text())["test"]
+                   if f.startswith("nature/")]
+    assert len(nature_test) >= 20  # whole recordings: enough test clips for a per-category mean

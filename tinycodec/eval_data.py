@@ -4,7 +4,8 @@ Categories come from ``data_dir/manifest.csv`` (its ``file`` and ``category`` co
 exists, else from the first folder level under ``data_dir`` (files directly in it are ``"other"``).
 A folder with more than ``TRAINING_CORPUS_FILES`` audio files is a training corpus: with
 ``split="auto"`` only its test split is used, ``AudioFolder``'s split by a hash of each file's
-relative path (train 90 % / val 5 % / test 5 %, ``tinycodec.data.folder.split_of``).
+relative path (train 90 % / val 5 % / test 5 %), or by the whole speakers and recordings a
+``splits.json`` in the folder names (``tinycodec.data.folder.split_of``).
 
 Notebook: book/05_bitrate.md
 """
@@ -83,7 +84,7 @@ def list_clips(data_dir: str | Path, categories=None, split: str | None = "auto"
     Args:
         data_dir: folder of audio (recursively; hidden files and folders are skipped).
         categories: keep only these categories (default: all).
-        split: ``None`` (all files), ``"train"``/``"val"``/``"test"`` (``AudioFolder``'s hash split)
+        split: ``None`` (all files), ``"train"``/``"val"``/``"test"`` (``AudioFolder``'s split: ``splits.json`` or path hash)
             or ``"auto"``: ``"test"`` when the folder holds more than ``TRAINING_CORPUS_FILES`` files.
 
     Returns:
@@ -92,13 +93,14 @@ def list_clips(data_dir: str | Path, categories=None, split: str | None = "auto"
     Raises:
         FileNotFoundError: ``data_dir`` does not exist, or no audio file matches.
     """
-    from tinycodec.data.folder import split_of
+    from tinycodec.data.folder import load_split_rules, split_of
 
     root = Path(data_dir)
     rels = _audio_files(root)
     split = resolve_split(root, split, len(rels))
     if split is not None:
-        rels = [r for r in rels if split_of(r) == split]
+        rules = load_split_rules(root)
+        rels = [r for r in rels if split_of(r, rules) == split]
     manifest = _manifest_categories(root)
     out = []
     for rel in rels:

@@ -6,9 +6,20 @@ each and listed in ``dataset.skipped`` as ``(path, reason)``. What remains decod
 never raises. The measurements are cached in ``<root>/.tinycodec_manifest.json`` keyed by
 path, size and mtime, so a large tree is scanned in full only once.
 
+A hash of the path keeps *files* apart, but two files of one speaker land on both sides. To hold out
+whole speakers or recordings, put a ``splits.json`` in the root (``data/manifests/reference_splits.json``
+is ours)::
+
+    {"test": ["speech/asterisk_it/it_IT_m_Carlo", "nature/0ad/ambient/forest_day.wav"],
+     "val":  ["speech/klettres/da"]}
+
+Each entry is a relative path prefix that matches whole path components (a folder or one file);
+the longest matching entry wins and every file no entry matches trains.
+
     root/**/*.wav|flac|ogg|mp3 --scan--> files (ok) + skipped (path, reason)
                                   |
-               split by hash(relative path): train 90 % / val 5 % / test 5 %
+       split: <root>/splits.json rules (whole speakers/recordings) if present,
+              else hash(relative path): train 90 % / val 5 % / test 5 %
                                   |
       __getitem__: read a window at the file's rate -> mono -> resample -> crop/pad -> [1, T]
 
@@ -33,13 +44,14 @@ from tqdm.auto import tqdm
 
 from tinycodec.audio import AUDIO_EXTENSIONS, load, resample
 
-__all__ = ["AudioFolder", "AudioSkipWarning", "FileInfo", "split_of", "SPLITS"]
+__all__ = ["AudioFolder", "AudioSkipWarning", "FileInfo", "SPLIT_FILE", "load_split_rules", "split_of", "SPLITS"]
 
 log = logging.getLogger(__name__)
 
 CACHE_NAME = ".tinycodec_manifest.json"
 CACHE_VERSION = 1
 SPLITS = {"train": (0.0, 0.90), "val": (0.90, 0.95), "test": (0.95, 1.0)}  # fractions of hash space
+SPLIT_FILE = "splits.json"  # optional rules in a corpus root: whole speakers/recordings per split
 
 
 class AudioSkipWarning(UserWarning):
@@ -60,8 +72,53 @@ class FileInfo:
     error: str = ""  # decode failure; empty when the file decoded
 
 
-def split_of(rel: str) -> str:
-    """The split of a file: a hash of its relative path, stable across machines and runs."""
+def load_split_rules(root: str | Path) -> dict[str, str] | None:
+    """The ``<root>/splits.json`` rules as ``{prefix: split}``, or ``None`` when the root has none.
+
+    ``root`` may also name the JSON file itself (e.g. ``data/manifests/reference_splits.json``).
+
+    Raises:
+        ValueError: the file is not JSON of the form ``{"test": [prefix, ...], "val": [...]}``, or a
+            prefix is listed under two splits.
+    """
+    path = Path(root) if Path(root).suffix == ".json" else Path(root) / SPLIT_FILE
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected an object like {{\"test\": [prefix, ...]}}, got {type(raw).__name__}")
+    rules: dict[str, str] = {}
+    for split, prefixes in raw.items():
+        if split.startswith("_"):  # "_comment" and friends document the file
+            continue
+        if split not in SPLITS:
+            raise ValueError(f"{path}: unknown split {split!r} (use {list(SPLITS)})")
+        if not isinstance(prefixes, list) or not all(isinstance(p, str) and p.strip("/") for p in prefixes):
+            raise ValueError(f"{path}: {split!r} must be a list of non-empty relative path prefixes")
+        for prefix in prefixes:
+            key = prefix.strip("/")
+            if rules.get(key, split) != split:
+                raise ValueError(f"{path}: {key!r} is listed under both {rules[key]!r} and {split!r}")
+            rules[key] = split
+    return rules
+
+
+def split_of(rel: str, rules: dict[str, str] | None = None) -> str:
+    """The split of a file, stable across machines and runs.
+
+    With ``rules`` (from ``load_split_rules``): the split of the longest prefix that matches whole
+    path components of ``rel``, else ``"train"``. Without: a hash of the relative path (90/5/5 %).
+    """
+    if rules is not None:
+        parts = rel.split("/")
+        for n in range(len(parts), 0, -1):
+            split = rules.get("/".join(parts[:n]))
+            if split is not None:
+                return split
+        return "train"
     h = int(hashlib.sha1(rel.encode("utf-8")).hexdigest()[:8], 16) / 2**32
     return next(name for name, (lo, hi) in SPLITS.items() if lo <= h < hi)
 
@@ -96,7 +153,8 @@ class AudioFolder(torch.utils.data.Dataset):
         root: folder scanned recursively (hidden files and folders are ignored).
         sample_rate: rate of the returned crops in Hz; other rates are resampled.
         audio_length: crop length in seconds; shorter files are zero-padded at the end.
-        split: ``None`` (all files) or ``"train"``/``"val"``/``"test"``, 90/5/5 % by path hash.
+        split: ``None`` (all files) or ``"train"``/``"val"``/``"test"``: by ``<root>/splits.json``
+            when the root has one (whole speakers/recordings), else 90/5/5 % by path hash.
         peak_normalize: scale each file so its peak (measured at scan) becomes this value; ``None`` keeps gains.
         random_crop: random start per item (default: True for train/None, False (file start) for val/test).
         crops_per_file: items per file and epoch (long files deserve more than one crop).
@@ -137,6 +195,7 @@ class AudioFolder(torch.utils.data.Dataset):
         self.length = int(round(audio_length * sample_rate))  # T of every returned crop
         self.peak_normalize, self.crops_per_file = peak_normalize, int(crops_per_file)
         self.random_crop = split in (None, "train") if random_crop is None else random_crop
+        self.split_rules = load_split_rules(self.root)  # None: hash split
         infos = self._scan(tuple(e.lower() for e in extensions), cache)
         self.files: list[FileInfo] = []
         self.skipped: list[tuple[str, str]] = []
@@ -154,7 +213,7 @@ class AudioFolder(torch.utils.data.Dataset):
                 path = str(self.root / fi.rel)
                 self.skipped.append((path, reason))
                 warnings.warn(f"AudioFolder: skipping {path}: {reason}", AudioSkipWarning, stacklevel=2)
-            elif split is None or split_of(fi.rel) == split:
+            elif split is None or split_of(fi.rel, self.split_rules) == split:
                 self.files.append(fi)
         if not self.files:
             detail = "; ".join(f"{Path(p).name}: {r}" for p, r in self.skipped[:5])
