@@ -109,6 +109,7 @@ def test_cli_prints_table_and_writes_json(folder, tmp_path):
             "tinycodec",
             "eval",
             "ultra_tiny",
+            "ultra_tiny@2",
             "--data",
             str(folder),
             "--n_q",
@@ -125,7 +126,8 @@ def test_cli_prints_table_and_writes_json(folder, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "**speech**" in proc.stdout and "ultra_tiny_nq1" in proc.stdout and "pesq_wb" in proc.stdout
     data = json.loads(out.read_text())
-    assert data["n_q"] == 1 and set(data["categories"]) == {"speech", "nature"}
+    assert data["codecs"] == ["ultra_tiny_nq1", "ultra_tiny_nq2"] and data["n_q"] is None  # --n_q, then @2
+    assert set(data["categories"]) == {"speech", "nature"}
 
 
 def test_cli_user_error_is_one_line(tmp_path, capsys):
@@ -154,3 +156,23 @@ def test_result_json_round_trip(tmp_path):
     (tmp_path / "bad.json").write_text('{"format": "other"}')
     with pytest.raises(ValueError, match="not a tinycodec eval JSON"):
         EvalResult.from_json(tmp_path / "bad.json")
+
+
+def test_several_models_share_one_table_and_one_baseline_run(folder):
+    from tinycodec.eval_cli import parse_model_arg
+    from tinycodec.evaluate import EvalResult
+
+    torch.manual_seed(0)
+    a = evaluate("ultra_tiny", folder, baselines=["codec2_2400"], max_clips=1, progress=False)
+    b = evaluate("ultra_tiny", folder, baselines=["codec2_2400"], max_clips=1, n_q=1, progress=False)
+    both = EvalResult.combine([a, b])
+    assert both.codecs == ["ultra_tiny_nq2", "codec2_2400", "ultra_tiny_nq1"]
+    assert len(both.clips) == len(a.clips) + len(b.clips) // 2  # codec2 rows kept once
+    assert both.n_q is None and both.model == "ultra_tiny"
+    c = evaluate("ultra_tiny", folder, max_clips=1, clip_seconds=0.5, progress=False)
+    with pytest.raises(ValueError, match="same clips"):
+        EvalResult.combine([a, c])
+    assert parse_model_arg("soundstream_16k@4", None) == ("soundstream_16k", 4)
+    assert parse_model_arg("tiny", 2) == ("tiny", 2)
+    with pytest.raises(SystemExit, match="MODEL@N_Q"):
+        parse_model_arg("tiny@x", None)

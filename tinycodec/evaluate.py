@@ -292,6 +292,62 @@ class EvalResult:
         path.write_text(json.dumps(clean(self.to_dict()), indent=1) + "\n")
         return path
 
+    @classmethod
+    def combine(cls, results: list[EvalResult]) -> EvalResult:
+        """One result holding the rows of several evaluations of the same clips (several models).
+
+        Rows of a codec already present (the baselines, run once per evaluation) are kept once.
+
+        Raises:
+            ValueError: the results were not run on the same folder, split, sample rate and crop.
+        """
+        if not results:
+            raise ValueError("combine needs at least one EvalResult")
+        first = results[0]
+        key = (first.data_dir, first.split, first.sample_rate, first.clip_seconds)
+        for r in results[1:]:
+            if (r.data_dir, r.split, r.sample_rate, r.clip_seconds) != key:
+                raise ValueError(
+                    "can only combine evaluations of the same clips: "
+                    f"{(r.data_dir, r.split, r.sample_rate, r.clip_seconds)} != {key}")
+        clips, seen = [], set()
+        for r in results:
+            new = [c for c in r.codecs if c not in seen]
+            clips += [row for row in r.clips if row["codec"] in new]
+            seen.update(new)
+        models = [r.model for r in results if r.model]
+        n_qs = {r.n_q for r in results if r.model}
+        return cls(", ".join(dict.fromkeys(models)) or None, n_qs.pop() if len(n_qs) == 1 else None,
+                   first.sample_rate, first.data_dir, first.split, first.clip_seconds, clips)
+
+    def compare(self, codec: str, reference: str, category: str, metrics=None) -> list[dict]:
+        """Does ``codec`` beat ``reference`` in ``category``? One dict per metric both have.
+
+        Args:
+            codec, reference: row names, e.g. ``"tiny_nq4"`` and ``"codec2_3200"``.
+            metrics: metrics to compare (default: every metric both rows have).
+
+        Returns:
+            list of ``{"metric", "codec", "reference", "better"}`` (``better``: ``codec`` is strictly
+            better, in the metric's own direction).
+
+        Raises:
+            KeyError: the category or a row is not in this result (the message lists what is).
+        """
+        cats = self.categories
+        if category not in cats:
+            raise KeyError(f"no category {category!r} (have {list(cats)})")
+        rows = cats[category]
+        for name in (codec, reference):
+            if name not in rows:
+                raise KeyError(f"no codec {name!r} in {category!r} (have {list(rows)})")
+        metrics = [m for m in (metrics or METRICS) if m in rows[codec] and m in rows[reference]]
+        out = []
+        for m in metrics:
+            a, b = rows[codec][m], rows[reference][m]
+            out.append({"metric": m, "codec": a, "reference": b, "better": a > b if HIGHER_IS_BETTER[m] else a < b})
+        return out
+
     def to_markdown(self) -> str:
         """One Markdown table per category: a row per codec, bitrate in kbit/s and every metric."""
         parts = []

@@ -72,3 +72,59 @@ def plot_waveform_and_spectrogram(wav, sample_rate: int, title: str = "", n_fft:
     if title:
         fig.suptitle(title)
     return fig
+
+
+def plot_quality_vs_bitrate(result, metrics=("log_mel", "stoi", "pesq_wb"), categories=None, axes=None):
+    """Each codec of an evaluation as a point at (measured kbit/s, metric), one panel per category and metric.
+
+    Learned codecs (rows named ``*_nqN``) are filled circles joined per model across ``n_q``;
+    baselines are open markers (Opus squares, Codec 2 triangles), so "better at fewer bits" is
+    up-left (or down-left for distances).
+
+    Args:
+        result (tinycodec.evaluate.EvalResult): e.g. ``EvalResult.from_json("benchmarks/quality.json")``.
+        metrics: metrics to plot; a panel is left out where a category has none of a metric (PESQ for nature).
+        categories: categories to plot (default: all).
+        axes: optional flat sequence of matplotlib axes, one per panel.
+
+    Returns:
+        matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from tinycodec.evaluate import HIGHER_IS_BETTER
+
+    cats = result.categories
+    panels = [(c, m) for c in (categories or list(cats)) for m in metrics
+              if any(m in e for e in cats[c].values())]
+    if axes is None:
+        cols = min(3, len(panels))
+        fig, axes = plt.subplots((len(panels) + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.4 * ((len(panels) + cols - 1) // cols)),
+                                 squeeze=False, constrained_layout=True)
+        axes = axes.ravel()
+    fig = axes[0].figure
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for ax, (cat, metric) in zip(axes, panels):
+        rows = {k: e for k, e in cats[cat].items() if metric in e}
+        models: dict[str, list[tuple[float, float, str]]] = {}
+        for name, e in rows.items():
+            kbps = e["bitrate"] / 1000
+            if "_nq" in name:
+                model = name.rsplit("_nq", 1)[0]
+                models.setdefault(model, []).append((kbps, e[metric], name))
+            else:
+                marker = "s" if name.startswith("opus") else "^"
+                ax.scatter([kbps], [e[metric]], marker=marker, facecolors="none", edgecolors="0.35", s=45)
+                ax.annotate(name, (kbps, e[metric]), fontsize=7, color="0.35", xytext=(3, 3), textcoords="offset points")
+        for model, pts in models.items():
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=6, label=model)
+            for kbps, value, name in pts:
+                ax.annotate(name, (kbps, value), fontsize=7, xytext=(3, -9), textcoords="offset points")
+        arrow = "higher is better" if HIGHER_IS_BETTER[metric] else "lower is better"
+        ax.set(title=f"{cat}: {metric}", xlabel="measured kbit/s", ylabel=f"{metric} ({arrow})")
+        ax.grid(alpha=0.3)
+        if models:
+            ax.legend(fontsize=7, loc="best")
+    return fig
