@@ -10,8 +10,10 @@ from tinycodec.pretrained import list_pretrained, load_model, load_pretrained, l
 
 
 def test_preset_spec_is_deterministic_in_its_seed():
-    a, b, c = load_model("ultra_tiny", seed=3), load_model("ultra_tiny", seed=3), load_model("ultra_tiny", seed=4)
-    assert a.model_id == "ultra_tiny" and not a.training
+    spec = "soundstream_tiny"  # a preset no shipped model shadows
+    assert spec not in list_pretrained()
+    a, b, c = load_model(spec, seed=3), load_model(spec, seed=3), load_model(spec, seed=4)
+    assert a.model_id == spec and not a.training
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
 
@@ -23,6 +25,45 @@ def test_exported_weights_round_trip(tmp_path):
     assert again.config == model.config and again.family == model.family
     wav = torch.randn(1, 1, 4 * model.hop_length)
     assert torch.equal(again.encode(wav), model.encode(wav))
+
+
+def test_half_precision_inference_file_is_smaller_and_fine_tunes(tmp_path):
+    model = load_model("tiny", seed=1)
+    full = tinycodec.export_weights(model, tmp_path / "full.safetensors")
+    slim = tinycodec.export_weights(model, tmp_path / "slim.safetensors", dtype=torch.float16, inference_only=True)
+    ema = sum(v.numel() for k, v in model.state_dict().items() if k.endswith((".embed_avg", ".cluster_size")))
+    n_float = sum(v.numel() for v in model.state_dict().values() if v.is_floating_point())
+    # float32 -> float16 on what is kept, nothing for the EMA statistics (headers aside)
+    assert abs(slim.stat().st_size - 2 * (n_float - ema) - (full.stat().st_size - 4 * n_float)) < 4096
+    again = load_weights(slim)
+    state = again.state_dict()
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+    for key, value in model.state_dict().items():
+        if key.endswith(".embed_avg"):  # restarted as a fresh codebook's statistics
+            assert torch.equal(state[key], state[key[: -len("embed_avg")] + "embed"])
+        elif key.endswith(".cluster_size"):
+            assert torch.equal(state[key], torch.ones_like(value))
+        elif value.is_floating_point():
+            assert torch.equal(state[key], value.half().float()), key
+    wav = torch.randn(1, 1, 16 * model.hop_length, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        diff = (again.decode(model.encode(wav), wav.shape[-1]) - model.decode(model.encode(wav), wav.shape[-1]))
+    assert diff.abs().max() < 1e-2  # half-precision weights: same codec to the ear
+
+
+def test_a_missing_weight_is_refused_even_in_an_inference_file(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = tinycodec.export_weights(load_model("ultra_tiny"), tmp_path / "m.safetensors", inference_only=True)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    state = load_file(str(path))
+    dropped = next(k for k in state if k.endswith(".embed"))  # the codes themselves are not optional
+    del state[dropped]
+    save_file(state, str(path), metadata=meta)
+    with pytest.raises(ValueError, match="missing"):
+        load_weights(path)
 
 
 def test_unknown_names_and_bad_files_fail_clearly(tmp_path):
@@ -77,3 +118,14 @@ def test_shipped_model_reconstructs_real_speech_better_than_untrained(name):
         d_trained = log_mel_distance(wav, trained.decode(trained.encode(wav), wav.shape[-1]), sr)
         d_untrained = log_mel_distance(wav, untrained.decode(untrained.encode(wav), wav.shape[-1]), sr)
     assert d_trained < 0.7 * d_untrained, (d_trained, d_untrained)
+
+
+def test_shipped_weights_fit_the_budget_and_each_has_a_model_card():
+    from tinycodec.pretrained import PRETRAINED_DIR
+
+    files = sorted(PRETRAINED_DIR.glob("*.safetensors"))
+    assert {"ultra_tiny", "tiny", "small", "soundstream_16k", "transformer_tiny"} <= {f.stem for f in files}
+    assert sum(f.stat().st_size for f in files) <= 10_000_000  # the package ships at most 10 MB of weights
+    for f in files:
+        card = f.with_suffix(".md").read_text()
+        assert "## Held-out evaluation" in card and "## Training" in card, f.name

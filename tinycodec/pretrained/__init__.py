@@ -36,6 +36,7 @@ def load_weights(path: str | Path):
     Raises:
         ValueError: the file is not a tinycodec weights file, or its tensors do not fit its config.
     """
+    import torch
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
@@ -51,11 +52,25 @@ def load_weights(path: str | Path):
     if meta.get("format") != "tinycodec" or "family" not in meta or "config" not in meta:
         raise ValueError(f"{path} has no tinycodec metadata (format, family, config); "
                          "write it with tinycodec.export_weights")
+    from tinycodec.train.checkpoint import TRAINING_ONLY_BUFFERS
+
     model = build_model(meta["family"], json.loads(meta["config"]))
+    # float16 files come back as float32; a file without the EMA statistics restarts them below
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
-        model.load_state_dict(state)
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not match their config: {exc}") from exc
+    not_optional = [k for k in missing if not k.endswith(TRAINING_ONLY_BUFFERS)]
+    if not_optional or unexpected:
+        raise ValueError(f"{path}: weights do not match their config: missing {not_optional[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    with torch.no_grad():
+        for key in missing:  # a fresh codebook's statistics: counts of one, sums equal to the codes
+            if key.endswith(".embed_avg"):
+                model.get_buffer(key).copy_(model.get_buffer(key[: -len("embed_avg")] + "embed"))
+            else:
+                model.get_buffer(key).fill_(1.0)
     model.model_id = meta.get("name") or meta["family"]
     model.checkpoint_step = int(meta.get("step", 0))
     return model.eval()

@@ -121,15 +121,25 @@ def load_checkpoint(path: str | Path, map_location="cpu"):
     return model.eval()
 
 
-def export_weights(ckpt, out: str | Path) -> Path:
+# EMA statistics of the codebooks: needed to keep training, not to encode or decode
+TRAINING_ONLY_BUFFERS = (".embed_avg", ".cluster_size")
+
+
+def export_weights(ckpt, out: str | Path, dtype: torch.dtype | None = None, inference_only: bool = False) -> Path:
     """Write the model weights as safetensors, the config JSON in the metadata.
 
     Args:
         ckpt: a checkpoint path, a checkpoint dict, or a ``CodecModel``.
         out: ``.safetensors`` path.
+        dtype: store floating tensors in this dtype (e.g. ``torch.float16``: half the bytes;
+            ``load_weights`` returns float32 either way). ``None`` keeps them as they are.
+        inference_only: leave out the codebooks' EMA statistics (``embed_avg``, ``cluster_size``).
+            Encoding and decoding do not read them; ``load_weights`` restarts them as a fresh
+            codebook's (counts of one), so fine-tuning still works.
 
     Returns:
-        Path: ``out``. Metadata keys: ``format`` ("tinycodec"), ``family``, ``config`` (JSON), ``step``.
+        Path: ``out``. Metadata keys: ``format`` ("tinycodec"), ``family``, ``config`` (JSON), ``step``,
+        ``dtype``, ``inference_only`` ("0"/"1").
     """
     from dataclasses import asdict
 
@@ -142,8 +152,16 @@ def export_weights(ckpt, out: str | Path) -> Path:
     else:  # a model
         family, config, state = ckpt.family, asdict(ckpt.config), ckpt.state_dict()
         step = getattr(ckpt, "checkpoint_step", 0)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-    meta = {"format": "tinycodec", "family": family, "config": json.dumps(config), "step": str(step)}
+    tensors = {}
+    for key, value in state.items():
+        if inference_only and key.endswith(TRAINING_ONLY_BUFFERS):
+            continue
+        value = value.detach().cpu()
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        tensors[key] = value.contiguous().clone()
+    meta = {"format": "tinycodec", "family": family, "config": json.dumps(config), "step": str(step),
+            "dtype": str(dtype or "as trained").replace("torch.", ""), "inference_only": str(int(inference_only))}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out), metadata=meta)
