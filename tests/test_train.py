@@ -112,8 +112,9 @@ def test_cli_flags_reach_the_config():
     assert (cfg.resume, cfg.seed, cfg.num_workers, cfg.sample_rate) == ("r.pt", 7, 4, 24000)
 
 
-def test_resume_is_exact(corpus, tmp_path):
-    kw = dict(disc_warmup_steps=5, val_interval=7, save_interval=10)
+@pytest.mark.parametrize("on_device", [False, True], ids=["loader", "corpus_on_device"])
+def test_resume_is_exact(corpus, tmp_path, on_device):
+    kw = dict(disc_warmup_steps=5, val_interval=7, save_interval=10, corpus_on_device=on_device)
     straight = train(tiny_config(corpus, tmp_path / "a", max_steps=20, **kw))
     first = train(tiny_config(corpus, tmp_path / "b", max_steps=10, **kw))
     second = train(tiny_config(corpus, tmp_path / "b", max_steps=20, resume=first.checkpoint, **kw))
@@ -126,6 +127,24 @@ def test_resume_is_exact(corpus, tmp_path):
     ca, cb = torch.load(straight.checkpoint, weights_only=True), torch.load(second.checkpoint, weights_only=True)
     for k in ca["discriminator"]:
         assert torch.equal(ca["discriminator"][k], cb["discriminator"][k]), k
+
+
+def test_corpus_on_device_cuts_crops_from_one_cached_tensor_file(corpus, tmp_path):
+    from tinycodec.data.folder import AudioFolder
+    from tinycodec.data.tensorcorpus import TensorCorpus
+    from tinycodec.train.data import DeviceCrops
+
+    result = train(tiny_config(corpus, tmp_path, max_steps=3, corpus_on_device=True))
+    cached = tmp_path / "ckpt" / "train_corpus_16000hz.safetensors"
+    train_files = [fi.rel for fi in AudioFolder(corpus, 16000, split="train").files]
+    assert result.step == 3 and TensorCorpus(cached).names == train_files  # the train split only
+    stamp = cached.stat().st_mtime_ns
+    train(tiny_config(corpus, tmp_path, max_steps=1, corpus_on_device=True))
+    assert cached.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    # two processes of a global batch of 4 take contiguous halves of the same crops
+    whole = next(iter(DeviceCrops(cached, 0.25, 4, "cpu", seed=1)))
+    halves = [next(iter(DeviceCrops(cached, 0.25, 4, "cpu", seed=1, rank=r, world_size=2))) for r in (0, 1)]
+    assert whole.shape == (4, 1, 4000) and torch.equal(torch.cat(halves), whole)
 
 
 def test_resume_from_another_preset_names_the_mismatch(corpus, tmp_path):

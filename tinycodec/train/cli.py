@@ -36,6 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--disc_warmup_steps", type=int, help="generator-only steps before the GAN losses (default 0)")
     p.add_argument("--save_interval", type=int, help="steps between checkpoints (default 1000)")
     p.add_argument("--num_workers", type=int, help="DataLoader workers (default 0)")
+    p.add_argument("--corpus_on_device", action="store_true", default=None,
+                   help="decode the train split once into one tensor kept on the device (the GPU fast path)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--num_epochs", type=int, help="epochs (one epoch = the train split's seconds in crops)")
     length.add_argument("--max_steps", type=int, help="optimisation steps (default 1000)")

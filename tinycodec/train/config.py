@@ -42,6 +42,9 @@ class TrainConfig:
     audio_length: float = 0.5  # crop length in seconds
     batch_size: int = 16  # global batch (all processes together)
     num_workers: int = 0  # DataLoader workers reading crops (0: in the main process)
+    # the GPU fast path: decode the train split once into one int16 tensor file (cached beside the
+    # checkpoints), keep it on the training device and cut every batch there: no workers, no decoding
+    corpus_on_device: bool = False
     val_clips: int = 8  # held-out clips for the validation mel distance
     val_length: float = 1.0  # seconds per validation clip
     # optimisation

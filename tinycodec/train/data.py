@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from tinycodec.data.folder import AudioFolder
 
-__all__ = ["CropSampler", "CropDataset", "validation_clips"]
+__all__ = ["CropSampler", "CropDataset", "DeviceCrops", "ensure_tensor_corpus", "validation_clips"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,73 @@ class CropSampler:
         """Continue as if ``consumed`` batches had been drawn from ``state``."""
         self.generator.set_state(state)
         self._drawn, self._states = consumed, {}
+
+
+def ensure_tensor_corpus(folder: AudioFolder, path) -> Path:
+    """``build_tensor_corpus(folder, path)`` unless ``path`` already holds exactly ``folder``'s files."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    from tinycodec.data.tensorcorpus import build_tensor_corpus
+
+    path = Path(path)
+    if path.exists():
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            if (int(meta.get("sample_rate", 0)) == folder.sample_rate
+                    and json.loads(meta.get("files", "[]")) == [fi.rel for fi in folder.files]):
+                return path
+        except (SafetensorError, OSError, ValueError):
+            pass  # unreadable or another corpus: rebuilt below
+        log.info("rebuilding %s: the training files changed", path)
+    return build_tensor_corpus(folder, path)
+
+
+class DeviceCrops:
+    """Global batches cut from a ``TensorCorpus`` on the training device (``corpus_on_device``).
+
+    The same contract as ``CropSampler`` + ``CropDataset`` together: iterating yields this process's
+    slice of each global batch, here already a ``[B / N, 1, T]`` tensor on the device, and
+    ``state_for`` / ``load_state`` make a resumed run draw the crops a straight run would have.
+    Crops are drawn the same way (files by their number of valid starts, starts uniformly).
+
+    Args:
+        path: a file written by ``build_tensor_corpus`` (``ensure_tensor_corpus``).
+        audio_length (float): crop length in seconds.
+        batch_size (int): global batch size (divisible by ``world_size``).
+        device: where the corpus lives and crops are cut.
+        seed, rank, world_size: as for ``CropSampler``.
+    """
+
+    def __init__(self, path, audio_length: float, batch_size: int, device, seed: int = 0, rank: int = 0,
+                 world_size: int = 1):
+        from tinycodec.data.tensorcorpus import TensorCorpus
+
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} is not divisible by the {world_size} processes")
+        self.corpus = TensorCorpus(path, audio_length, device, seed)
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self._drawn = 0
+
+    def __iter__(self):
+        per = self.batch_size // self.world_size
+        while True:
+            wav = self.corpus.sample(self.batch_size)  # every rank draws the same global batch
+            self._drawn += 1
+            yield wav[self.rank * per:(self.rank + 1) * per]
+
+    def state_for(self, consumed: int) -> Tensor:
+        """Generator state after ``consumed`` batches (nothing is prefetched on this path)."""
+        if consumed != self._drawn:
+            raise KeyError(f"{self._drawn} batches drawn, asked for the state after {consumed}")
+        return self.corpus.generator.get_state()
+
+    def load_state(self, state: Tensor, consumed: int) -> None:
+        """Continue as if ``consumed`` batches had been drawn from ``state``."""
+        self.corpus.generator.set_state(state)
+        self._drawn = consumed
 
 
 class CropDataset(torch.utils.data.Dataset):

@@ -93,6 +93,12 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (a no-op in a single process)."""
+    if info.enabled:
+        dist.barrier()
+
+
 def all_reduce_flag(flag: bool, device: torch.device, info: DistInfo) -> bool:
     """True when ``flag`` is true on any rank (so all ranks skip or stop together)."""
     if not info.enabled:

@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +44,14 @@ from tinycodec.train.checkpoint import (
     set_rng_state,
 )
 from tinycodec.train.config import TrainConfig, resolve_model_config
-from tinycodec.train.data import CropDataset, CropSampler, open_folders, validation_clips
+from tinycodec.train.data import (
+    CropDataset,
+    CropSampler,
+    DeviceCrops,
+    ensure_tensor_corpus,
+    open_folders,
+    validation_clips,
+)
 from tinycodec.train.logging import TrainLogger
 
 __all__ = ["train", "TrainResult", "Trainer"]
@@ -125,7 +133,16 @@ class Trainer:
         sr = self.model.sample_rate
         self.train_folder, val_folder = open_folders(cfg.audio_dir, sr, cfg.audio_length, cfg.val_length)
         self.val_wav = validation_clips(val_folder, cfg.val_clips).to(self.device)
-        self.sampler = CropSampler(self.train_folder, cfg.batch_size, cfg.seed, self.info.rank, self.info.world_size)
+        if cfg.corpus_on_device:
+            corpus = Path(cfg.checkpoint_dir) / f"train_corpus_{sr}hz.safetensors"
+            if self.info.is_main:
+                ensure_tensor_corpus(self.train_folder, corpus)
+            ddp.barrier(self.info)
+            self.sampler = DeviceCrops(corpus, cfg.audio_length, cfg.batch_size, self.device, cfg.seed,
+                                       self.info.rank, self.info.world_size)
+        else:
+            self.sampler = CropSampler(self.train_folder, cfg.batch_size, cfg.seed, self.info.rank,
+                                       self.info.world_size)
         seconds = sum(self.train_folder.durations)
         self.steps_per_epoch = max(1, math.ceil(seconds / (cfg.audio_length * cfg.batch_size)))
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.num_epochs * self.steps_per_epoch
@@ -262,12 +279,15 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 old_handlers[sig] = signal.signal(sig, self._on_signal)
-        loader = torch.utils.data.DataLoader(CropDataset(self.train_folder), batch_sampler=self.sampler,
-                                             num_workers=cfg.num_workers,
-                                             # its own generator: creating an iterator must not draw from
-                                             # the global RNG, or a resumed run would diverge from a straight one
-                                             generator=torch.Generator().manual_seed(cfg.seed))
-        batches = iter(loader)
+        if cfg.corpus_on_device:
+            batches = iter(self.sampler)  # crops cut on the device
+        else:
+            loader = torch.utils.data.DataLoader(CropDataset(self.train_folder), batch_sampler=self.sampler,
+                                                 num_workers=cfg.num_workers,
+                                                 # its own generator: creating an iterator must not draw from
+                                                 # the global RNG, or a resumed run would diverge from a straight one
+                                                 generator=torch.Generator().manual_seed(cfg.seed))
+            batches = iter(loader)
         result = TrainResult(self.model, self.history, self.step)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (cfg.progress and self.info.is_main),
                    desc="train", unit="step", dynamic_ncols=True)
