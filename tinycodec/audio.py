@@ -282,6 +282,12 @@ def mel_filterbank(
     return fb.float()
 
 
+@functools.lru_cache(maxsize=32)
+def _shared_filterbank(*args) -> torch.Tensor:
+    """``mel_filterbank(*args)`` built once per argument set; read-only for its callers."""
+    return mel_filterbank(*args)
+
+
 def mel_spectrogram(
     wav: torch.Tensor,
     sample_rate: int,
@@ -311,7 +317,7 @@ def mel_spectrogram(
         x, n_fft, hop_length=hop_length, window=window, center=center, pad_mode="reflect", return_complex=True
     )
     spec = spec.abs().pow(power)  # [N, n_fft // 2 + 1, F]
-    fb = mel_filterbank(n_fft, n_mels, sample_rate, f_min, f_max, mel_scale, norm).to(spec)
+    fb = _shared_filterbank(n_fft, n_mels, sample_rate, f_min, f_max, mel_scale, norm).to(spec)
     mel = torch.einsum("nkf,km->nmf", spec, fb)
     return mel.reshape(*shape[:-1], n_mels, mel.shape[-1])
 
