@@ -30,66 +30,29 @@ def _files(base: Path, pattern: str) -> list[Path]:
     return sorted(p for p in base.glob(pattern) if p.is_file())
 
 
+def _sources() -> list[tuple[str, str, str, str, str, str]]:
+    """(package, folder inside it, file pattern, corpus prefix, licence, label) per source.
+
+    The first folder level under each prefix is kept (en_US_f_Allison/..., klettres/<lang>/...):
+    it names the speaker, which is what the reference split holds out.
+    """
+    rows = [(f"asterisk-core-sounds-{lang}-g722", "usr/share/asterisk/sounds", "**/*.g722",
+             f"speech/asterisk_{lang}", licence, f"asterisk {lang}") for lang, licence in ASTERISK.items()]
+    rows += [(f"fillets-ng-data-{lang}", "usr/share/games/fillets-ng/sound", "**/*.ogg",
+              f"speech/fillets_{lang}", "GPL-2.0", f"fillets {lang}") for lang in FILLETS]
+    rows.append(("klettres-data", "usr/share/klettres", "**/*.ogg", "speech/klettres", "GPL-2.0-or-later", "klettres"))
+    return rows
+
+
 def build(root: Path, cache: Path, sample_rate: int = 16_000, threads: int = 4) -> list[Entry]:
-    pkgs = [f"asterisk-core-sounds-{lang}-g722" for lang in ASTERISK]
-    pkgs += [f"fillets-ng-data-{lang}" for lang in FILLETS] + ["klettres-data"]
-    debs = apt_download(pkgs, cache / "debs")
+    sources = _sources()
+    debs = apt_download([package for package, *_ in sources], cache / "debs")
     entries: list[Entry] = []
-    for lang, licence in ASTERISK.items():
-        deb = debs[f"asterisk-core-sounds-{lang}-g722"]
+    for package, inside, pattern, prefix, licence, label in sources:
+        deb = debs[package]
         base = deb_extract(deb, cache / "x" / deb.stem)
-        sounds = base / "usr/share/asterisk/sounds"
-        # keep the voice folder (en_US_f_Allison/...): it names the speaker
-        pairs = [
-            (p, f"speech/asterisk_{lang}/{p.relative_to(sounds).with_suffix('.wav').as_posix()}")
-            for p in _files(sounds, "**/*.g722")
-        ]
-        entries += convert_tree(
-            pairs,
-            root,
-            sample_rate,
-            f"asterisk {lang}",
-            threads,
-            base=base,
-            category="speech",
-            source_package=deb_version(deb),
-            licence=licence,
-        )
-    for lang in FILLETS:
-        deb = debs[f"fillets-ng-data-{lang}"]
-        base = deb_extract(deb, cache / "x" / deb.stem)
-        sound = base / "usr/share/games/fillets-ng/sound"
-        pairs = [
-            (p, f"speech/fillets_{lang}/{p.relative_to(sound).with_suffix('.wav').as_posix()}")
-            for p in _files(sound, "**/*.ogg")
-        ]
-        entries += convert_tree(
-            pairs,
-            root,
-            sample_rate,
-            f"fillets {lang}",
-            threads,
-            base=base,
-            category="speech",
-            source_package=deb_version(deb),
-            licence="GPL-2.0",
-        )
-    deb = debs["klettres-data"]
-    base = deb_extract(deb, cache / "x" / deb.stem)
-    share = base / "usr/share/klettres"
-    pairs = [
-        (p, f"speech/klettres/{p.relative_to(share).with_suffix('.wav').as_posix()}")
-        for p in _files(share, "**/*.ogg")
-    ]
-    entries += convert_tree(
-        pairs,
-        root,
-        sample_rate,
-        "klettres",
-        threads,
-        base=base,
-        category="speech",
-        source_package=deb_version(deb),
-        licence="GPL-2.0-or-later",
-    )
+        top = base / inside
+        pairs = [(p, f"{prefix}/{p.relative_to(top).with_suffix('.wav').as_posix()}") for p in _files(top, pattern)]
+        entries += convert_tree(pairs, root, sample_rate, label, threads, base=base, category="speech",
+                                source_package=deb_version(deb), licence=licence)
     return entries
