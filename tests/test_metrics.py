@@ -83,6 +83,17 @@ def test_pesq_and_stoi_rank_identical_above_degraded():
     assert metrics.pesq_wb(x24, x24, 24000) > 4.5
 
 
+def test_stoi_of_a_clip_too_short_to_score_is_nan_not_zero():
+    import math
+    import warnings
+
+    x = speech_like(0.3)  # under pystoi's 30 frames of 384 ms: it would return 1e-5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning escapes to the user
+        assert math.isnan(metrics.stoi(x, x, SR))
+    assert metrics.stoi(speech_like(1.5), speech_like(1.5), SR) > 0.99
+
+
 def test_missing_package_error_names_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "pesq", None)  # makes `import pesq` raise ImportError
     with pytest.raises(RuntimeError, match=r"'pesq' package.*tinycodec\[eval\]"):

@@ -11,6 +11,8 @@ Notebook: book/05_bitrate.md
 from __future__ import annotations
 
 import importlib
+import math
+import warnings
 
 import numpy as np
 import torch
@@ -116,8 +118,10 @@ def pesq_wb(ref, est, sample_rate: int) -> float:
     for r, e in zip(ref, est):
         try:
             scores.append(pesq.pesq(16000, r, e, "wb"))
-        except pesq.PesqError as exc:  # e.g. NoUtterancesError on silence
-            raise RuntimeError(f"PESQ failed ({type(exc).__name__}): {exc}; is the reference speech?") from None
+        except pesq.PesqError as exc:  # NoUtterancesError on silence, BufferTooShortError under 0.25 s
+            hint = ("the clip is shorter than PESQ's 0.25 s" if "Short" in type(exc).__name__
+                    else "is the reference speech?")
+            raise RuntimeError(f"PESQ failed ({type(exc).__name__}): {exc}; {hint}") from None
     return float(np.mean(scores))
 
 
@@ -128,10 +132,22 @@ def stoi(ref, est, sample_rate: int, extended: bool = False) -> float:
         ref (Tensor): [..., T] clean speech (resampled to 16 kHz; pystoi works at 10 kHz inside).
         est (Tensor): [..., T'] decoded speech.
         extended: ESTOI instead of STOI.
+
+    Returns:
+        float: the mean over the batch; NaN where pystoi finds fewer than its 30 frames
+        (384 ms) of speech after dropping silent frames: pystoi itself would return 1e-5 there,
+        which as a score would read as "unintelligible" and drag every codec's mean down alike.
     """
     pystoi = _require("pystoi", "pystoi")
     ref, est = _to_16k_numpy(ref, est, sample_rate)
-    return float(np.mean([pystoi.stoi(r, e, 16000, extended=extended) for r, e in zip(ref, est)]))
+    scores = []
+    for r, e in zip(ref, est):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = pystoi.stoi(r, e, 16000, extended=extended)
+        too_short = any("Not enough STFT frames" in str(w.message) for w in caught)
+        scores.append(math.nan if too_short else float(value))
+    return float(np.mean(scores))
 
 
 def codebook_usage(codes, codebook_size: int) -> dict[str, np.ndarray]:
