@@ -72,7 +72,8 @@ class TrainConfig:
     # hardware
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    compile: bool = False  # torch.compile the generator and discriminator
+    compile: bool = False  # torch.compile generator and discriminator (the quantizer stays eager; a graph
+    # the backend cannot compile falls back to eager with a warning)
     num_threads: int | None = None  # torch CPU threads during the run (None: leave torch's setting)
     seed: int = 0
     progress: bool = True  # tqdm bar with the losses

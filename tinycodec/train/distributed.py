@@ -76,6 +76,9 @@ def wrap(module: torch.nn.Module, info: DistInfo, device: torch.device, compile:
         ids = [device.index] if device.type == "cuda" else None
         module = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
     if compile:
+        # a graph the backend cannot compile (inductor fails on some CPU builds) runs eagerly with a
+        # warning instead of stopping the run
+        torch._dynamo.config.suppress_errors = True
         module = torch.compile(module)
     return module
 
