@@ -302,8 +302,8 @@ class Int8Encoder:
         return self.search(self.run_graph(pcm, self.states))
 
 
-def quantize_encoder(model, calib_wavs=None, preset: str = "") -> Int8Encoder:
+def quantize_encoder(model, calib_wavs=None, preset: str = "", equalize: bool = True) -> Int8Encoder:
     """Calibrate and quantize ``model`` (see :func:`tinycodec.export.int8_calibrate.quantize_encoder`)."""
     from tinycodec.export.int8_calibrate import quantize_encoder as _quantize
 
-    return _quantize(model, calib_wavs, preset)
+    return _quantize(model, calib_wavs, preset, equalize)
