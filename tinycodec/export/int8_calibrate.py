@@ -36,7 +36,7 @@ from tinycodec.modules import ResidualUnit, StreamingConv1d, StreamingSeparableC
 logger = logging.getLogger(__name__)
 
 CALIB_SECONDS = 20.0  # per calibration clip: enough for the maxima, keeps export in seconds
-CLIP_QUANTILE = 0.9999  # calibration clips the top 0.01 % of |x| per tensor
+CLIP_QUANTILE = 0.995  # calibration clips the top 0.5 % of |x| per tensor (measured best on the trained tiny)
 KMEANS_FRAMES = 2000  # frames used by fit_codebooks
 MAX_VQ_UPSHIFT = 5  # residual at e_z + 5 at most: (1 + n_q) * 127 * 2**5 stays inside int16
 
