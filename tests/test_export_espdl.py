@@ -70,3 +70,19 @@ def test_espdl_golden_vectors(ultra_tiny_espdl):
     got = np.asarray(y["values"], dtype=np.float64).reshape(frames, -1) * 2.0 ** y["exponent"]
     snr = 10 * np.log10((ref ** 2).sum() / ((ref - got) ** 2).sum())
     assert snr > 20.0, snr
+
+
+def test_espdl_equalization_keeps_the_callers_model_and_the_function():
+    from tinycodec.export.espdl import _equalized
+    from tinycodec.pretrained import load_model
+
+    model = load_model("tiny")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    eq = _equalized(model)
+    assert eq is not model and eq.encoder is not model.encoder
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # caller's model untouched
+    wav = 0.1 * torch.randn(1, 1, 8 * model.hop_length, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(eq.encoder(wav), model.encoder(wav), atol=1e-4)
+    soundstream = load_model("soundstream_tiny")  # ELU: nothing our graph walker can equalize
+    assert _equalized(soundstream) is soundstream

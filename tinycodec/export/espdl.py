@@ -22,6 +22,7 @@ Notebook: book/07_deployment.md
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -215,10 +216,25 @@ def _ppq_embeddings(graph, windows: list[Tensor]) -> list[Tensor]:
     return [executor.forward(inputs=w)[0].detach().float() for w in windows]
 
 
+def _equalized(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose encoder went through ``equalize_cross_layer`` (TinyStream graphs);
+    other encoders (ELU, transformer) are returned as they are."""
+    from tinycodec.export.int8_calibrate import equalize_cross_layer
+
+    try:
+        encoder = equalize_cross_layer(model.encoder)
+    except ValueError:  # a layer our graph walker does not know: nothing to equalize
+        return model
+    out = copy.deepcopy(model)  # a few MB at most; the caller's model stays as it is
+    out.encoder = encoder
+    return out
+
+
 def export_espdl(model: nn.Module, out_dir: str | Path, target: str = "esp32s3", bits: int = 8,
                  streaming: bool = True, calib_wavs: list[Tensor] | None = None, eval_wavs: list[Tensor] | None = None,
                  frames: int = 8, calib_steps: int = 32, fallback: bool = True,
-                 min_agreement: float = MIN_AGREEMENT_8BIT, name: str = "encoder") -> EspdlResult:
+                 min_agreement: float = MIN_AGREEMENT_8BIT, name: str = "encoder",
+                 equalize: bool = True) -> EspdlResult:
     """Quantize the encoder with esp-ppq and write ``NAME_TARGET_{8,16}bit.espdl`` (+ ``.info``,
     ``.json``, ``.log``, ``_vectors.json``) and ``NAME_TARGET.onnx`` under ``out_dir``.
 
@@ -235,6 +251,8 @@ def export_espdl(model: nn.Module, out_dir: str | Path, target: str = "esp32s3",
         fallback (bool): re-export at 16 bits when 8-bit agreement < ``min_agreement``.
         min_agreement (float): see :data:`MIN_AGREEMENT_8BIT`.
         name (str): file stem.
+        equalize (bool): export ``equalize_cross_layer`` of a TinyStream encoder (the same float
+            function, channel ranges evened out for esp-ppq's per-tensor power-of-two scales).
 
     Returns:
         EspdlResult
@@ -250,7 +268,7 @@ def export_espdl(model: nn.Module, out_dir: str | Path, target: str = "esp32s3",
     out_dir.mkdir(parents=True, exist_ok=True)
     hop = int(model.hop_length)
     n = frames * hop
-    encoder = causal_encoder(model)
+    encoder = causal_encoder(_equalized(model) if equalize else model)  # same float function
     vq = EncoderExport(model)
     windows = audio_windows(calib_wavs, n, calib_steps)
     eval_windows = audio_windows(eval_wavs or calib_wavs, n, 16)
