@@ -204,9 +204,6 @@ class EMAVectorQuantizer(nn.Module):
         self.embed_avg[dead] = new[dead] * self.threshold_ema_dead_code
         return dead
 
-    # data-dependent updates (k-means, dead codes) would break a compiled graph again and again:
-    # under torch.compile the quantizer runs eagerly, the convolutions around it are compiled
-    @torch.compiler.disable
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Quantize; in training mode also update the codebook from the active examples.
 

@@ -76,6 +76,14 @@ def wrap(module: torch.nn.Module, info: DistInfo, device: torch.device, compile:
         ids = [device.index] if device.type == "cuda" else None
         module = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
     if compile:
+        from tinycodec.quantization.vq import EMAVectorQuantizer
+
+        # the quantizer's data-dependent updates (k-means, dead codes) would break the graph again
+        # and again: it runs eagerly, the convolutions around it are compiled (set here, not as a
+        # decorator, so runs without --compile never touch dynamo)
+        for m in module.modules():
+            if isinstance(m, EMAVectorQuantizer):
+                m.forward = torch.compiler.disable(m.forward)
         # a graph the backend cannot compile (inductor fails on some CPU builds) runs eagerly with a
         # warning instead of stopping the run
         torch._dynamo.config.suppress_errors = True
