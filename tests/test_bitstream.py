@@ -252,17 +252,18 @@ def test_cli_encode_decode_round_trip(tmp_path, capsys):
     from tinycodec.cli import main
     from tinycodec.pretrained import list_pretrained
 
-    assert "small" not in list_pretrained()  # else pick another unshipped preset for the seed check
+    assert "soundstream_tiny" not in list_pretrained()  # else pick another unshipped preset for the seed check
     wav = 0.1 * torch.randn(1, 12345, generator=torch.Generator().manual_seed(3))
-    save(tmp_path / "in.wav", wav, 16000)
+    save(tmp_path / "in.wav", wav, 24000)  # soundstream_tiny's rate
     for extra in ([], ["--entropy", "--n_q", "2"]):
         # a preset with no shipped weights: its seed picks the (random) weights
-        assert main(["encode", str(tmp_path / "in.wav"), str(tmp_path / "x.tcz"), "--model", "small", *extra]) == 0
+        args = ["encode", str(tmp_path / "in.wav"), str(tmp_path / "x.tcz"), "--model", "soundstream_tiny", *extra]
+        assert main(args) == 0
         header = read_tcz_header((tmp_path / "x.tcz").read_bytes())
-        assert header.model_id == "small" and header.length == 12345 and header.entropy_coded == bool(extra)
+        assert header.model_id == "soundstream_tiny" and header.length == 12345 and header.entropy_coded == bool(extra)
         assert main(["decode", str(tmp_path / "x.tcz"), str(tmp_path / "out.wav")]) == 0
         out, sr = load(tmp_path / "out.wav")
-        assert sr == 16000 and out.shape == (1, 12345)
+        assert sr == 24000 and out.shape == (1, 12345)
     # another seed is another set of weights: refused with one clear line
     assert main(["decode", str(tmp_path / "x.tcz"), str(tmp_path / "out.wav"), "--seed", "1"]) == 1
     assert "wrong model" in capsys.readouterr().err

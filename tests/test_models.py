@@ -25,7 +25,7 @@ EXPECTED = {  # name: (family, C, D, strides, n_q, K, sample_rate, bitrate)
     "soundstream_tiny": ("soundstream", 16, 256, [2, 4, 5, 8], 8, 1024, 24000, 6000.0),
     "soundstream_small": ("soundstream", 16, 512, [2, 4, 5, 8], 8, 1024, 24000, 6000.0),
     "soundstream_base": ("soundstream", 32, 512, [2, 4, 5, 8], 8, 1024, 24000, 6000.0),
-    "soundstream_16k": ("soundstream", 16, 256, [2, 4, 5, 8], 8, 1024, 16000, 4000.0),
+    "soundstream_16k": ("soundstream", 8, 128, [2, 4, 5, 8], 6, 1024, 16000, 3000.0),
     "transformer_tiny": ("transformer", 8, 128, [2, 4, 5, 6], 2, 1024, 16000, 4000.0 / 3),
 }
 

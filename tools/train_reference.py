@@ -5,23 +5,30 @@
     python tools/train_reference.py train tiny --steps 20000 [--device cuda] [--threads 1]
     python tools/train_reference.py ship tiny CHECKPOINT [--eval-json benchmarks/quality.json]
 
-`train` links both corpora under data/reference/ (one folder, so AudioFolder's hash split holds out
-the same files for validation and testing every time) and trains with reconstruction losses only
-(`disc_warmup_steps` beyond the run: on a CPU budget the GAN phase costs 3x per step and does not
-lower the mel distance). `ship` writes tinycodec/pretrained/NAME.safetensors and its model card.
+`train` links both corpora under data/reference/ with data/manifests/reference_splits.json as its
+splits.json, so AudioFolder and `tinycodec eval` hold out the same whole speakers and recordings every
+time, and trains with reconstruction losses only (`disc_warmup_steps` beyond the run: on a CPU budget
+the GAN phase costs 3x per step and does not lower the mel distance). Stop a run early with SIGINT or
+SIGTERM (`timeout -s TERM 50m ...`): it saves a checkpoint first. `ship` writes
+tinycodec/pretrained/NAME.safetensors (float16, without the EMA training statistics) and its model card.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "data" / "reference"
+SPLITS = ROOT / "data" / "manifests" / "reference_splits.json"
+# generator learning rate per family: the plain conv stacks take 1e-3, attention and ELU stacks less
+LEARNING_RATES = {"tinystream": 1e-3, "soundstream": 5e-4, "transformer": 5e-4}
 PRETRAINED = ROOT / "tinycodec" / "pretrained"
 
 
@@ -34,54 +41,189 @@ def link_corpora() -> Path:
         link = REFERENCE / name
         if not link.exists():
             link.symlink_to(target, target_is_directory=True)
+    shutil.copyfile(SPLITS, REFERENCE / "splits.json")  # whole speakers/recordings held out
     return REFERENCE
 
 
 def cmd_train(args) -> int:
+    from tinycodec.models import get_preset
     from tinycodec.train import TrainConfig, train
 
     audio_dir = link_corpora()
+    family = get_preset(args.preset).family
     config = TrainConfig(
         preset=args.preset, audio_dir=str(audio_dir), audio_length=0.5, batch_size=args.batch_size,
-        g_lr=1e-3, lr_gamma=0.99995, disc_warmup_steps=10**9, max_steps=args.steps,
+        g_lr=args.lr or LEARNING_RATES[family], lr_gamma=0.99995, disc_warmup_steps=args.gan_from, max_steps=args.steps,
         checkpoint_dir=f"checkpoints/reference_{args.preset}", log_dir=f"runs/reference_{args.preset}",
         save_interval=250, val_interval=250, val_clips=16, num_threads=args.threads,
-        device=args.device, seed=args.seed, resume=args.resume,
+        device=args.device, seed=args.seed, resume=args.resume, progress=args.progress,
+        corpus_on_device=on_gpu(args.device),  # on a GPU the corpus lives there as one int16 tensor
     )
     start = time.time()
     result = train(config)
-    print(json.dumps({"preset": args.preset, "steps": result.step, "hours": (time.time() - start) / 3600,
-                      "best_val_mel_distance": result.best_val, "hardware": platform.processor() or platform.machine()}))
+    run = {
+        "command": "python tools/train_reference.py " + " ".join(args.argv),
+        "preset": args.preset, "steps_end": result.step, "hours": (time.time() - start) / 3600,
+        "interrupted": result.interrupted, "best_val_mel_distance": result.best_val,
+        "hardware": hardware(args), "date": time.strftime("%Y-%m-%d"), "g_lr": config.g_lr,
+        "batch": f"{config.batch_size} x {config.audio_length} s",
+        "gan_from_step": args.gan_from if args.gan_from < 10**9 else None,
+    }
+    log = Path(config.checkpoint_dir) / "runs.json"  # one entry per run (a resumed run appends)
+    runs = json.loads(log.read_text()) if log.exists() else []
+    log.write_text(json.dumps(runs + [run], indent=1) + "\n")
+    print(json.dumps(run))
     return 0
+
+
+def on_gpu(device: str) -> bool:
+    import torch
+
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
+def hardware(args) -> str:
+    """What trained: the GPU's name, or the CPU model and the threads used."""
+    import torch
+
+    if on_gpu(args.device):
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu} CPU, {args.threads or torch.get_num_threads()} thread(s) of {os.cpu_count()}, no GPU"
+
+
+def split_durations() -> dict[str, dict[str, float]]:
+    """Hours of audio per category and split, from the committed manifests and reference split."""
+    import csv
+
+    from tinycodec.data.folder import load_split_rules, split_of
+
+    rules = load_split_rules(SPLITS)
+    hours: dict[str, dict[str, float]] = {}
+    for name in ("speech", "nature"):
+        with open(ROOT / "data" / "manifests" / f"{name}.csv", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                split = split_of(row["file"], rules)
+                hours.setdefault(name, {}).setdefault(split, 0.0)
+                hours[name][split] += float(row["duration_s"]) / 3600
+    return hours
+
+
+BASELINE_ROWS = ("opus_6k", "opus_8k", "codec2_3200", "codec2_2400")
+
+
+def quality_table(eval_json: Path, name: str) -> list[str]:
+    """Markdown: this model's rows next to the baselines the issue names, per category."""
+    from tinycodec.evaluate import HIGHER_IS_BETTER, EvalResult
+
+    result = EvalResult.from_json(eval_json)
+    lines = []
+    for cat, codecs in result.categories.items():
+        rows = [c for c in codecs if c.startswith(f"{name}_nq")] + [c for c in BASELINE_ROWS if c in codecs]
+        if not rows or not rows[0].startswith(name):
+            continue
+        metrics = [m for m in ("log_mel", "stoi", "pesq_wb", "si_sdr") if m in codecs[rows[0]]]
+        head = ["codec", "kbit/s", *(m + (" ↑" if HIGHER_IS_BETTER[m] else " ↓") for m in metrics)]
+        lines += [f"**{cat}** ({codecs[rows[0]]['n_clips']} clips of {result.clip_seconds:g} s)", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for c in rows:
+            e = codecs[c]
+            lines.append("| " + " | ".join([c, f"{e['bitrate'] / 1000:.2f}",
+                                              *(f"{e[m]:.3f}" if m in e else "" for m in metrics)]) + " |")
+        lines.append("")
+    return lines
 
 
 def cmd_ship(args) -> int:
+    import torch
+
     from tinycodec.pretrained import load_model
     from tinycodec.summary import summary
     from tinycodec.train import export_weights, load_checkpoint
+    from tinycodec.train.checkpoint import read_checkpoint
 
-    model = load_checkpoint(args.checkpoint)
-    out = export_weights(model, PRETRAINED / f"{args.name}.safetensors")
+    ckpt_path = Path(args.checkpoint)
+    model = load_checkpoint(ckpt_path)
+    history = read_checkpoint(ckpt_path)["history"]
+    out = export_weights(model, PRETRAINED / f"{args.name}.safetensors", dtype=torch.float16, inference_only=True)
     again = load_model(str(out))  # the shipped file must rebuild with no other argument
     assert again.config == model.config
     s = summary(model)
+    runs_log = ckpt_path.parent / "runs.json"
+    runs = json.loads(runs_log.read_text()) if runs_log.exists() else []
+    cfg = model.config
+    shape = f"C={cfg.C}, D={cfg.D}, strides {'-'.join(map(str, cfg.strides))}"
     card = [
         f"# `{args.name}`: {model.family} reference model", "",
         "| field | value |", "|---|---|",
-        f"| family / config | {model.family}, C={model.config.C}, D={model.config.D}, "
-        f"{model.num_quantizers} x {model.config.codebook_size} codes |",
+        f"| family / config | {model.family}, {shape}, {model.num_quantizers} x {cfg.codebook_size} codes |",
         f"| bitrate | {model.bitrate():.0f} bit/s at {model.sample_rate} Hz ({model.frame_rate:g} frames/s) |",
         f"| parameters | {s.params_encoder + s.params_codebooks + s.params_decoder:,} ({s.params_encoder:,} encoder, "
         f"{s.params_codebooks:,} codebooks, {s.params_decoder:,} decoder) |",
-        f"| training steps | {getattr(model, 'checkpoint_step', 'see notes')} |",
-        f"| file | `tinycodec/pretrained/{args.name}.safetensors` ({out.stat().st_size:,} bytes) |",
-        "", "## Training", "", args.notes.strip(), "",
+        f"| training steps | {getattr(model, 'checkpoint_step', '?')} (checkpoint with the best validation) |",
+        f"| file | `tinycodec/pretrained/{args.name}.safetensors` ({out.stat().st_size:,} bytes, float16, "
+        "without the codebooks' EMA statistics) |",
+        "", "## Data", "",
+    ]
+    hours = split_durations()
+    for cat, per in hours.items():
+        card.append(f"- {cat}: " + ", ".join(f"{split} {per.get(split, 0):.2f} h" for split in ("train", "val", "test")))
+    card += [
+        "- Real audio only (the `speech` and `nature` corpora from Debian packages, 16 kHz mono; manifests in "
+        "`data/manifests/`). Held out by `data/manifests/reference_splits.json`: whole speakers for speech "
+        "(test: the male Italian Asterisk voice and the Klettres de, en_GB, pt_BR and uk voices; validation: "
+        "Klettres da, hu, nl), whole recordings for nature.",
+        "", "## Training", "",
+    ]
+    for run in runs:
+        card.append(f"- `{run['command']}`: {run['steps_end']} steps reached, {run['hours']:.2f} h on {run['hardware']}, "
+                    f"{run['date']}{' (stopped by its time limit)' if run['interrupted'] else ''}; Adam lr "
+                    f"{run['g_lr']:g}, batch {run['batch']}")
+    card += [
+        "- Losses: multi-scale mel reconstruction + commitment"
+        + (" only (no GAN phase on this CPU budget)." if not any(r.get("gan_from_step") for r in runs)
+           else f"; adversarial + feature matching from step {min(r['gan_from_step'] for r in runs if r.get('gan_from_step'))}."),
+        "", "Validation mel distance (16 clips of held-out speakers and recordings):", "",
+        "| step | " + " | ".join(str(int(x)) for x in thin(history["val_step"])) + " |",
+        "|---|" + "---|" * len(thin(history["val_step"])),
+        "| mel distance | " + " | ".join(f"{x:.3f}" for x in thin(history["val_mel_distance"])) + " |",
+        "",
     ]
     if args.eval_json and Path(args.eval_json).exists():
-        card += ["## Held-out evaluation", "", f"Measured by `tinycodec eval`; full numbers in `{args.eval_json}`.", ""]
-    (PRETRAINED / f"{args.name}.md").write_text("\n".join(card))
-    print(f"shipped {out} ({out.stat().st_size} bytes) and {args.name}.md")
+        card += ["## Held-out evaluation", "",
+                 f"`tinycodec eval` on the test split (full numbers in `{args.eval_json}`):", "",
+                 *quality_table(Path(args.eval_json), args.name)]
+    if args.notes.strip():
+        card += ["## Notes", "", args.notes.strip(), ""]
+    (PRETRAINED / f"{args.name}.md").write_text("\n".join(card).rstrip() + "\n")
+    record_training(args.name, model, history, runs, out)
+    print(f"shipped {out} ({out.stat().st_size} bytes), {args.name}.md and its entry in {TRAINING_LOG.name}")
     return 0
+
+
+TRAINING_LOG = ROOT / "benchmarks" / "reference_training.json"
+
+
+def record_training(name: str, model, history: dict, runs: list, weights: Path) -> None:
+    """Keep every shipped model's runs and validation curve in one committed JSON (the training chapter plots it)."""
+    log = json.loads(TRAINING_LOG.read_text()) if TRAINING_LOG.exists() else {"format": "tinycodec-reference-training"}
+    log.setdefault("models", {})[name] = {
+        "family": model.family, "bitrate": model.bitrate(), "shipped_step": getattr(model, "checkpoint_step", None),
+        "weights_bytes": weights.stat().st_size, "runs": runs,
+        "val_step": [int(x) for x in history["val_step"]], "val_mel_distance": list(history["val_mel_distance"]),
+    }
+    TRAINING_LOG.write_text(json.dumps(log, indent=1) + "\n")
+
+
+def thin(values: list, n: int = 9) -> list:
+    """At most ``n`` evenly spaced entries, the first and last included."""
+    if len(values) <= n:
+        return list(values)
+    return [values[round(i * (len(values) - 1) / (n - 1))] for i in range(n)]
 
 
 def main(argv=None) -> int:
@@ -93,16 +235,21 @@ def main(argv=None) -> int:
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="generator learning rate (default: per family)")
+    p.add_argument("--gan-from", dest="gan_from", type=int, default=10**9, metavar="STEP",
+                   help="start the adversarial + feature-matching losses at this step (default: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar (for log files)")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("ship")
     p.add_argument("name")
     p.add_argument("checkpoint")
-    p.add_argument("--notes", default="", help="training data, command, hours and hardware (Markdown)")
+    p.add_argument("--notes", default="", help="Markdown for the card: limits and what would close the gap")
     p.add_argument("--eval-json", default=None)
     p.set_defaults(func=cmd_ship)
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the model card
     return args.func(args)
 
 
