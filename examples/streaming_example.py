@@ -37,15 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--input", default=str(DEFAULT_INPUT), help="WAV file to stream (resampled to the model's rate)")
     p.add_argument("--model", default=None,
-                   help="model spec (default: the shipped 'transformer' model, else the transformer_tiny preset)")
+                   help="model spec (default: 'transformer_tiny': the shipped trained model, random weights "
+                   "if an install has none)")
     p.add_argument("--out_dir", default=".", help="where to write original_stream.wav and reconstructed_stream.wav")
     p.add_argument("--seconds", type=float, default=None, help="stream only the first SECONDS of the file")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (one 30 ms window is too small to split)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    spec = args.model or ("transformer" if "transformer" in list_pretrained() else "transformer_tiny")
+    spec = args.model or "transformer_tiny"
     codec = TinyCodec(model_path=spec, device="cpu")
+    if spec not in list_pretrained() and spec == "transformer_tiny":
+        print("note: no trained transformer_tiny is shipped in this install: random weights")
     if WINDOW % codec.hop_length or HOP % codec.hop_length:
         window, hop = 2 * codec.hop_length, codec.hop_length  # keep the windows whole frames
     else:

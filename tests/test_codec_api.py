@@ -32,14 +32,14 @@ def speech() -> torch.Tensor:
     return wav[0, 16000:48000]  # 2 s of speech
 
 
-def test_default_model_is_the_shipped_transformer_or_a_clear_error():
-    from tinycodec.pretrained import list_pretrained
+def test_default_model_is_the_shipped_transformer_or_a_clear_error(monkeypatch):
+    import tinycodec.codec
 
-    if "transformer" in list_pretrained():
-        assert TinyCodec().model.family == "transformer"
-    else:
-        with pytest.raises(RuntimeError, match="no shipped reference 'transformer' model.*model_path"):
-            TinyCodec()
+    default = TinyCodec()
+    assert default.model.family == "transformer" and default.model.model_id == "transformer_tiny"
+    monkeypatch.setattr(tinycodec.codec, "DEFAULT_MODEL", "not_shipped")  # an install without weights
+    with pytest.raises(RuntimeError, match="no shipped reference 'not_shipped' model.*model_path"):
+        TinyCodec()
 
 
 def test_shapes_and_types(codec):

@@ -23,7 +23,7 @@ from torch import Tensor
 
 __all__ = ["TinyCodec", "DEFAULT_MODEL"]
 
-DEFAULT_MODEL = "transformer"  # the shipped reference TinyTransformerCodec, once one ships
+DEFAULT_MODEL = "transformer_tiny"  # the shipped reference TinyTransformerCodec
 
 
 class TinyCodec:
@@ -32,8 +32,8 @@ class TinyCodec:
     Args:
         model_path (str | Path | None): a training checkpoint (``.pt``), a weights file
             (``.safetensors``), a shipped model name or a preset name (random weights; see
-            :func:`tinycodec.pretrained.load_model`). ``None``: the shipped ``"transformer"``
-            reference model (RuntimeError while none ships).
+            :func:`tinycodec.pretrained.load_model`). ``None``: the shipped ``"transformer_tiny"``
+            reference model (RuntimeError in an install that ships none).
         device (str | torch.device): where the model runs.
         n_q (int | None): codebooks to send (default all).
 
@@ -48,10 +48,10 @@ class TinyCodec:
         if model_path is None:
             if DEFAULT_MODEL not in list_pretrained():
                 raise RuntimeError(
-                    f"no shipped reference {DEFAULT_MODEL!r} model yet (shipped: "
+                    f"no shipped reference {DEFAULT_MODEL!r} model in this install (shipped: "
                     f"{', '.join(list_pretrained()) or 'none'}); pass model_path=: a checkpoint written by "
                     "`tinycodec train --model transformer`, a .safetensors from tinycodec.export_weights, "
-                    "or a preset name such as 'transformer_tiny' (random weights)")
+                    "or a preset name (random weights)")
             model_path = DEFAULT_MODEL
         self.model = load_model(str(model_path)).to(device).eval()
         self._device = torch.device(device)
