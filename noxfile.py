@@ -111,7 +111,9 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def firmware(session: nox.Session) -> None:
     """C int8 encoder: export headers, host tests (ctest), Cortex-M4 under QEMU with instruction
-    counts; writes benchmarks/firmware.json. Needs the apt toolchain in .ci/apt-packages.txt."""
+    counts; writes benchmarks/firmware.json. Needs the apt toolchain in .ci/apt-packages.txt and
+    fetches the demo corpus (calibration + golden-vector audio) like the book sessions."""
     _ensure_apt(session)
     _install(session)
+    _book(session, "data")
     session.run("python", "tools/firmware.py", *session.posargs)

@@ -45,7 +45,7 @@ def _codes(seed: int, n_q: int = 4, frames: int = 40, bits: int = 9) -> np.ndarr
 
 
 def _file(codes, bits=9, **kw) -> bytes:
-    return write_tcz(codes, model_id="tiny", weights_hash=WHASH, sample_rate=16000, hop_length=256,
+    return write_tcz(codes, model_id="tiny", model_hash=WHASH, sample_rate=16000, hop_length=256,
                      length=codes.shape[-1] * 256 - 17, bits=bits, **kw)
 
 
@@ -88,7 +88,7 @@ def test_container_round_trip(entropy_mode):
     data = _file(codes, tables=tables, embed_tables=entropy_mode == "embedded")
     header, decoded = read_tcz(data, tables if entropy_mode == "external" else None)
     np.testing.assert_array_equal(decoded[0], codes)
-    assert (header.model_id, header.weights_hash, header.n_q, header.bits, header.num_frames) == (
+    assert (header.model_id, header.model_hash, header.n_q, header.bits, header.num_frames) == (
         "tiny", WHASH, 4, 9, 40)
     assert header.entropy_coded == (entropy_mode != "packed")
     assert header.length == 40 * 256 - 17
@@ -130,8 +130,8 @@ def test_specific_errors():
     data = _file(_codes(1))
     with pytest.raises(BitstreamError, match="magic"):
         read_tcz(b"RIFF" + data[4:])
-    with pytest.raises(BitstreamError, match="unsupported .tcz version 2"):
-        read_tcz(_with_field(data, 4, "<B", 2))
+    with pytest.raises(BitstreamError, match="unsupported .tcz version 3"):
+        read_tcz(_with_field(data, 4, "<B", 3))
     with pytest.raises(BitstreamError, match="truncated"):
         read_tcz(data[:-1])
     with pytest.raises(BitstreamError, match="trailing"):

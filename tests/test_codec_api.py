@@ -163,3 +163,21 @@ def test_streaming_example_writes_both_files(tmp_path, codec, speech):
     with torch.no_grad():
         ref = overlap_save(codec, speech, window=480, hop=240)[0, 0].clamp(-1, 1).numpy()
     assert np.abs(recon - ref).max() <= 1 / 32768 + 1e-5  # the script is the library's overlap-save
+
+
+def test_long_inputs_run_in_chunks_and_max_seconds_bounds_them():
+    from tinycodec.bitstream import LimitError
+
+    c = TinyCodec(model_path="tiny", max_seconds=12)
+    wav = 0.1 * torch.randn(2, 10 * 16000 + 77, generator=torch.Generator().manual_seed(0))  # > 2 chunks
+    idx = c.encode_audio(wav)
+    with torch.no_grad():
+        codes = c.model.encode(wav[:, None])
+        ref = c.model.decode(codes, length=wav.shape[-1])[:, 0]
+    assert all(np.array_equal(a, codes[:, q].numpy()) for q, a in enumerate(idx))
+    out = c.decode_audio(idx, original_length=wav.shape[-1])
+    assert out.shape == ref.shape and (out - ref).abs().max() <= 1e-5
+    with pytest.raises(LimitError, match="max_seconds=12"):
+        c.encode_audio(torch.zeros(13 * 16000))
+    with pytest.raises(LimitError, match="indices of 13.0 s"):
+        c.decode_audio([np.zeros(int(13 * 62.5), np.int64)] * 4)

@@ -87,3 +87,31 @@ def test_quantize_counts_sums_and_floor():
         counts = rng.integers(0, 1000, size=rng.integers(2, 600)) * (rng.random(1) < 0.5)
         freqs = entropy.quantize_counts(counts, 12)
         assert freqs.sum() == 4096 and freqs.min() >= 1
+
+
+def test_fitted_tables_cap_every_symbol_and_degenerate_ones_are_refused():
+    peaked = entropy.fit_tables(np.zeros((2, 1000), np.int64), 256)  # only index 0 ever seen
+    assert peaked.freqs.max() == entropy.max_freq(20) and np.all(peaked.freqs.sum(axis=1) == 1 << 20)
+    bad = peaked.freqs.copy()
+    bad[:, 0] += bad[:, 1] - 1
+    bad[:, 1] = 1
+    blob = entropy.EntropyTables(bad, 20).to_bytes()
+    with pytest.raises(BitstreamError, match="degenerate entropy table"):
+        entropy.EntropyTables.from_bytes(blob)
+    with pytest.raises(ValueError, match="at least 2 symbols"):
+        entropy.quantize_counts([5], 12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_size_bound_never_refuses_a_real_stream(seed):
+    # the exact lower bound on payload bits holds for every stream the encoder writes, even the most
+    # compressible (a table as peaked as fitting allows, and codes that are all its likeliest symbol)
+    rng = np.random.default_rng(seed)
+    k = int(rng.choice([2, 16, 512]))
+    codes = np.zeros((3, 2000), np.int64) if seed % 2 else _zipf_codes(seed, (3, 2000), codebook_size=k, s=3.0)
+    tables = entropy.fit_tables(codes, k, prob_bits=int(rng.choice([12, 16, 20])))
+    data = entropy.encode(codes, tables)
+    assert tables.min_payload_bits(codes.size) <= 8 * (len(data) - 4)
+    chunks = list(entropy.iter_decode(data, tables, codes.size, chunk=3 * 64))
+    assert max(c.size for c in chunks) == 192  # memory bounded by the chunk
+    np.testing.assert_array_equal(np.concatenate(chunks).reshape(-1, 3).T, codes)

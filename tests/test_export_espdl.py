@@ -1,4 +1,6 @@
-"""ESP-DL export through esp-ppq: .espdl produced, every causal conv streamed, golden vectors."""
+"""ESP-DL export through esp-ppq: .espdl produced, every causal conv streamed with the cache its
+stride needs (streaming == whole signal in an integer simulation that reproduces esp-ppq's own
+test values), golden vectors, and the layer-by-layer comparison with our int8 reference."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import onnx  # noqa: E402
 
 from tinycodec.export.encoder import causal_encoder  # noqa: E402
 from tinycodec.export.espdl import EspdlError, check_log, export_espdl, parse_test_values  # noqa: E402
+from tinycodec.export.espdl_sim import EspdlSim, sim_ops, streaming_windows  # noqa: E402
 from tinycodec.export.ptq import load_clips, split_clips  # noqa: E402
 from tinycodec.models import TinyStream  # noqa: E402
 
@@ -52,6 +55,48 @@ def test_espdl_files_and_streaming_nodes(ultra_tiny_espdl):
     assert "not supported in streaming" not in text and "[ERROR]" not in text
     assert "StreamingCache" in open(r.info).read()
     assert 0.0 <= r.agreement[8] <= 1.0 and r.bits == 8
+
+
+def test_espdl_streaming_equals_whole_signal(ultra_tiny_espdl):
+    _, r = ultra_tiny_espdl
+    check = r.streaming_check
+    assert check["checked"] and check["test_output_reproduced"]  # the simulation is esp-ppq's arithmetic
+    assert check["streaming_equals_whole"] and check["streaming_equal_fraction"] == 1.0
+    # strided convs cache k - stride frames (window k - stride + 1), stride-1 convs k - 1
+    ops = {op.output: op for op in sim_ops(r.graph)}
+    for out, window in check["windows"].items():
+        op = ops[out]
+        assert window == (op.weight.shape[-1] - 1) * op.dilation + 1 - op.stride + 1
+
+
+def test_espdl_default_windows_break_strided_streaming(ultra_tiny_espdl):
+    # esp-ppq's auto-streaming caches k - 1 frames whatever the stride: our check must catch it
+    _, r = ultra_tiny_espdl
+    ops = sim_ops(r.graph)
+    naive = {op.output: (op.weight.shape[-1] - 1) * op.dilation + 1 for op in ops if op.type == "Conv"}
+    assert any(op.stride > 1 for op in ops if op.type == "Conv")
+    (x,) = parse_test_values(r.info)["inputs"].values()
+    wav = np.asarray(x["values"], dtype=np.float64) * 2.0 ** x["exponent"]
+    whole = EspdlSim(ops).run(wav)["embeddings"][0]
+    assert np.array_equal(EspdlSim(ops, streaming_windows(ops)).run_streaming(wav, r.hop_length)["embeddings"][0], whole)
+    assert not np.array_equal(EspdlSim(ops, naive).run_streaming(wav, r.hop_length)["embeddings"][0], whole)
+
+
+def test_compare_quantization_reports_every_conv_layer(tmp_path):
+    from tinycodec.export.espdl_compare import compare_quantization
+    from tinycodec.export.int8_calibrate import extract_graph
+
+    torch.manual_seed(0)
+    model = TinyStream.from_preset("ultra_tiny").eval()
+    calib, held = split_clips(load_clips(Path(__file__).resolve().parents[1] / "data" / "demo", sample_rate=16000))
+    rep = compare_quantization(model, calib, held[:1], tmp_path, calib_steps=4, seconds=1.0)
+    convs = [layer for layer in extract_graph(model.encoder)[0] if layer["op"] in ("conv1d", "depthwise", "pointwise")]
+    assert [row["layer"] for row in rep["layers"]] == [layer["name"] for layer in convs]
+    for row in rep["layers"]:
+        for side in ("ours", "esp_ppq"):
+            assert np.isfinite(row[side]["snr_db"]) and isinstance(row[side]["output_exponent"], int)
+    assert len(rep["code_agreement_per_level"]["esp_ppq_vs_ours"]) == model.config.num_quantizers
+    assert rep["espdl_export"]["bits"] == 8 and rep["espdl_export"]["streaming_check"]["streaming_equals_whole"]
 
 
 def test_espdl_golden_vectors(ultra_tiny_espdl):

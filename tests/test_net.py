@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import torch
 from tinycodec.audio import load
 from tinycodec.pretrained import load_model
 from tinycodec.streaming import StreamServer, loopback, send_file
-from tinycodec.streaming.net import Concealer, check_loopback
+from tinycodec.streaming.net import ProtocolError, check_loopback
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CLIP = ROOT / "data" / "demo" / "speech" / "onsen_thank_you.wav"
@@ -24,24 +23,12 @@ def models():
 
 
 def _run(server_model, client_model, source=DEMO_CLIP, **client_kwargs):
-    """Serve one client in a thread; returns (server result or exception, client stats)."""
-    result = {}
+    """Serve one client; returns (server result, client stats)."""
     with StreamServer(server_model, "127.0.0.1", 0, timeout=10.0) as server:
-        def handle():
-            try:
-                result["server"] = server.handle_one()
-            except Exception as exc:  # noqa: BLE001 - inspected by the test
-                result["server"] = exc
-
-        thread = threading.Thread(target=handle, daemon=True)
-        thread.start()
-        try:
-            sent = send_file(source, "127.0.0.1", server.port, client_model, **client_kwargs)
-        except OSError as exc:  # the server may hang up first when it refuses the client
-            sent = exc
-        thread.join(timeout=20.0)
-        assert not thread.is_alive()
-    return result["server"], sent
+        sent = send_file(source, "127.0.0.1", server.port, client_model, **client_kwargs)
+        result = server.next_result(idle_timeout=10.0)
+    assert result["error"] is None, result["error"]
+    return result, sent
 
 
 def test_lossless_stream_equals_offline_decode(models):
@@ -77,25 +64,48 @@ def test_corrupted_packets_fail_crc_and_are_concealed(models):
     assert result["wav"].numel() == 8000
 
 
-def test_server_refuses_a_client_with_other_weights(models):
+def test_server_refuses_a_client_with_another_encoder(models):
     _, server = models
     stranger = load_model("tiny", seed=0)
-    with torch.no_grad():  # the same architecture with one weight changed: the weights hash differs
-        next(stranger.parameters()).add_(1e-3)
-    result, _ = _run(server, stranger, source=torch.zeros(1600))
-    assert isinstance(result, ValueError) and "does not match" in str(result)
+    with torch.no_grad():  # the same architecture with one encoder weight changed: the encoder hash differs
+        next(stranger.encoder.parameters()).add_(1e-3)
+    with pytest.raises(ProtocolError, match="does not match"):
+        loopback(torch.zeros(1600), server, stranger)
+
+
+def test_a_new_decoder_serves_clients_of_the_same_encoder(models):
+    device, server = models
+    upgraded = load_model("tiny", seed=0)
+    with torch.no_grad():  # another decoder, same encoder + codebooks: the hello's encoder hash still matches
+        for p in upgraded.decoder.parameters():
+            p.mul_(0.5)
+    result, _ = loopback(torch.zeros(1600), upgraded, device)
+    assert result["wav"].numel() == 1600 and result["error"] is None
 
 
 def test_concealment_decays_to_silence(models):
-    model = models[0]
-    hop = model.hop_length
-    with torch.no_grad(), model.streaming(1):
-        cc = Concealer(model, model.num_quantizers, decay=0.5, max_frames=3)
-        assert torch.equal(cc.conceal(2), torch.zeros(2 * hop))  # nothing heard yet: silence
-        cc.good(torch.randint(0, model.config.codebook_size, (1, model.num_quantizers, 4)))
-        wav = cc.conceal(5).view(5, hop)
-    assert torch.equal(wav[3:], torch.zeros(2, hop))  # beyond max_frames
-    assert cc.concealed == 7
+    device, server = models
+    hop = device.hop_length
+    wav = 0.1 * torch.randn(8 * hop, generator=torch.Generator().manual_seed(0))
+    # frames 0-1 arrive, 2-6 are lost (packets of 1 frame), 7 arrives
+    with StreamServer(server, "127.0.0.1", 0, decay=0.5, max_conceal_frames=3) as srv:
+        import socket
+
+        from tinycodec.bitstream import Packet
+        from tinycodec.streaming.protocol import Hello, send_frame
+
+        with torch.no_grad():
+            codes = device.encode(wav.view(1, 1, -1))[0].numpy()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            send_frame(sock, Hello.for_model(device, device.num_quantizers, 1, wav.numel()).pack())
+            for seq in (0, 1, 7):
+                send_frame(sock, Packet(seq, codes[:, seq:seq + 1], 9, last=seq == 7).to_bytes())
+        result = srv.next_result(idle_timeout=5)
+    out = result["wav"].view(8, hop)
+    assert result["concealed_frames"] == 5 and result["concealed_spans"] == [(2, 5)]
+    assert torch.equal(out[5:7], torch.zeros(2, hop))  # beyond max_conceal_frames: silence
+    assert out[2:5].abs().amax(1).gt(0).all()  # the first 3 concealed frames repeat the last codes
+    assert out[2].abs().max() > out[4].abs().max()  # with a decaying gain
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "8.8.8.8", "example.com"])
@@ -108,3 +118,10 @@ def test_loopback_helper_round_trip(models):
     device, server = models
     result, sent = loopback(torch.zeros(3200), server, device, loss_rate=0.3, seed=2)
     assert result["wav"].numel() == 3200 and result["lost_packets"] == sent["dropped"] > 0
+
+
+def test_idle_server_returns_without_a_traceback(models, capsys):
+    from tinycodec.cli import main
+
+    assert main(["serve", "--model", "tiny", "--port", "0", "--timeout", "0.3"]) == 1
+    assert "no client within 0.3 s" in capsys.readouterr().out

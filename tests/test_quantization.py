@@ -24,6 +24,7 @@ def _toy_vq(embed, cluster_size, decay=0.9, threshold=0.0, eps=1e-5):
                             threshold_ema_dead_code=threshold)
     vq.embed.copy_(embed)
     vq.cluster_size.copy_(cluster_size)
+    vq.usage.copy_(cluster_size)  # uses within the window: the dead-code rule reads these
     vq.embed_avg.copy_(embed * cluster_size[:, None])
     return vq.train()
 
@@ -90,8 +91,9 @@ def test_dead_code_replacement_replaces_exactly_the_codes_below_threshold():
     vq = _toy_vq(embed, torch.tensor([5.0, 5.0, 0.5, 1.0]), decay=0.99, threshold=2.0)
     frames = torch.cat([0.1 * torch.randn(3, 2), 10 + 0.1 * torch.randn(3, 2)])
     vq(_frames_to_x(frames))
-    # after EMA: n = 0.99 * [5, 5, 0.5, 1] + 0.01 * [3, 3, 0, 0] = [4.98, 4.98, 0.495, 0.99]
-    # -> codes 2 and 3 are dead and become frames of this batch, 0 and 1 follow the EMA
+    # usage over the window (W = 32 * 4 frames): u = exp(-6 / 128) * [5, 5, 0.5, 1] + [3, 3, 0, 0]
+    # -> codes 2 and 3 (u < 2) are dead and become frames of this batch, 0 and 1 follow the EMA:
+    # n = 0.99 * [5, 5, 0.5, 1] + 0.01 * [3, 3, 0, 0] = [4.98, 4.98, ...]
     for k in (2, 3):
         assert ((frames - vq.embed[k]).abs().sum(1) == 0).any()
         assert float(vq.cluster_size[k]) == 2.0
@@ -100,6 +102,8 @@ def test_dead_code_replacement_replaces_exactly_the_codes_below_threshold():
     m0 = 0.99 * 5 * embed[0] + 0.01 * frames[:3].sum(0)
     assert torch.allclose(vq.embed_avg[0], m0, atol=1e-5)
     assert not ((frames - vq.embed[0]).abs().sum(1) == 0).any()
+    assert vq.last_replaced == 2
+    assert vq.usage[2:].tolist() == [4.0, 4.0]  # 2 x threshold of grace
 
 
 def test_straight_through_gradient_and_commitment():
@@ -205,3 +209,54 @@ def test_ema_and_kmeans_are_all_reduced_across_ranks():
     assert torch.allclose(got["cluster_size"], single.cluster_size)
     assert sorted(got["counts"].tolist()) == [20.0, 20.0]  # counted over both ranks' frames
     assert math.isclose(float(got["centres"].sum()), float(x.sum() / 20), rel_tol=1e-4)
+
+
+def test_usage_counts_frames_over_a_window_not_per_step():
+    """Two codes used at 0.5 frames per step each (what 256 frames over 512 codes look like) are
+    alive under the windowed rule; EnCodec's per-step EMA count would call them dead (0.5 < 2)."""
+    vq = _toy_vq(torch.tensor([[0.0, 0.0], [10.0, 10.0]]), torch.tensor([16.0, 16.0]), decay=0.99, threshold=2.0)
+    for step in range(400):
+        frames = torch.tensor([[0.0, 0.1]]) if step % 2 else torch.tensor([[10.0, 10.1]])
+        vq(_frames_to_x(frames))
+        assert vq.last_replaced == 0, step
+    assert float(vq.cluster_size.max()) < 2.0  # the per-step count the old rule compared
+    # steady state of u = exp(-1/64) u + 1 every other step: about p * W = 0.5 * 64 = 32 uses
+    assert 25 < float(vq.usage.min()) < 40
+
+
+def test_a_code_that_is_never_used_is_still_replaced():
+    torch.manual_seed(0)
+    vq = _toy_vq(torch.tensor([[0.0, 0.0], [1000.0, 1000.0]]), torch.tensor([32.0, 32.0]), threshold=2.0)
+    replaced_at = None
+    for step in range(200):
+        vq(_frames_to_x(torch.randn(4, 2)))  # every frame is nearest to code 0
+        if vq.last_replaced:
+            replaced_at = step
+            break
+    # u_1 = 32 exp(-4 n / 64) < 2 after n > 44 steps
+    assert replaced_at is not None and 40 <= replaced_at <= 50, replaced_at
+    assert float(vq.embed[1].abs().max()) < 10  # re-seeded from a frame of the batch
+
+
+def test_reseeding_settles_on_real_audio_at_default_settings():
+    """The shipped tiny encoder's embeddings of real speech, 256 frames per step (batch 8 x 0.5 s),
+    into a fresh 4 x 512 RVQ with the default dead-code settings: after warm-up almost no code is
+    re-seeded per step, and every level still uses most of its codes."""
+    from tinycodec.export.int8_calibrate import default_calib_wavs, load_pcm
+    from tinycodec.pretrained import load_pretrained
+
+    torch.manual_seed(0)
+    model = load_pretrained("tiny")
+    pcm = torch.cat([torch.from_numpy(load_pcm(f, 16000, 30.0)).float() / 32768 for f in default_calib_wavs()])
+    with torch.no_grad():
+        z = model.encoder(pcm.reshape(1, 1, -1))[0].T  # [N, 128] frames
+    rvq = ResidualVectorQuantizer(128, 4, 512).train()
+    replaced = []
+    for _ in range(160):
+        batch = z[torch.randint(0, z.shape[0], (256,))].T[None]  # [1, D, 256]
+        rvq(batch)
+        replaced.append(rvq.last_stats.replaced.clone())
+    replaced = torch.stack(replaced).float()  # [steps, levels]
+    late = replaced[-40:].mean(0)
+    assert float(late.max()) <= 5.0, late  # of 512 codes; the per-step rule re-seeded 430-511
+    assert float(replaced[:10].sum()) > 0  # k-means leaves some codes empty at first: they are re-seeded

@@ -227,7 +227,8 @@ def test_tensorboard_event_files_hold_the_expected_tags(corpus, tmp_path):
     acc.Reload()
     tags = acc.Tags()
     expected = {"loss/total_g", "loss/reconstruction", "loss/commitment", "loss/adversarial", "loss/feature",
-                "loss/discriminator", "quantizer/perplexity_0", "quantizer/usage_1", "grad_norm/generator",
+                "loss/discriminator", "quantizer/perplexity_0", "quantizer/usage_1", "quantizer/replaced_0",
+                "grad_norm/generator",
                 "grad_norm/discriminator", "lr/generator", "lr/discriminator", "val/mel_distance"}
     assert expected <= set(tags["scalars"])
     assert {"audio/original_0", "audio/reconstruction_0"} <= set(tags["audio"])

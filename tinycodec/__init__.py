@@ -20,6 +20,7 @@ _LAZY = {
     "AudioFolder": "tinycodec.data.folder",
     "TensorCorpus": "tinycodec.data.tensorcorpus",
     "synth_nature": "tinycodec.data.synth",
+    "active_excerpt": "tinycodec.excerpt",
     # models and quantization (book/02_architecture.md, book/03_quantization.md)
     "SoundStream": "tinycodec.models",
     "TinyStream": "tinycodec.models",

@@ -7,8 +7,10 @@
     audio = codec.decode_audio(indices, original_length=L)          # (L,) or (B, L) tensor
 
 Works for every model family (tinystream, soundstream, transformer): the device sends the integer
-arrays, the server decodes them. Each call is offline (fresh streaming state); for chunk-by-chunk
-use see :mod:`tinycodec.overlap_save` (overlap-save) and ``model.streaming(B)`` (stateful).
+arrays, the server decodes them. Each call starts from a fresh streaming state and runs the model
+a chunk of frames at a time (memory bounded by the chunk, results equal to one offline call), and
+refuses inputs longer than ``max_seconds`` with ``LimitError``. For chunk-by-chunk use across calls
+see :mod:`tinycodec.overlap_save` (overlap-save) and ``model.streaming(B)`` (stateful).
 
 Notebook: book/06_streaming.md
 """
@@ -20,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from tinycodec.bitstream.chunked import CHUNK_FRAMES, DEFAULT_MAX_SECONDS
+from tinycodec.bitstream.errors import LimitError
 
 __all__ = ["TinyCodec", "DEFAULT_MODEL"]
 
@@ -36,13 +41,14 @@ class TinyCodec:
             reference model (RuntimeError in an install that ships none).
         device (str | torch.device): where the model runs.
         n_q (int | None): codebooks to send (default all).
+        max_seconds (float | None): longest audio (or indices) one call accepts (None: no limit).
 
     Attributes:
         model (CodecModel): the loaded model, eval mode.
     """
 
     def __init__(self, model_path: str | Path | None = None, device: str | torch.device = "cpu",
-                 n_q: int | None = None) -> None:
+                 n_q: int | None = None, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> None:
         from tinycodec.pretrained import list_pretrained, load_model
 
         if model_path is None:
@@ -55,6 +61,7 @@ class TinyCodec:
             model_path = DEFAULT_MODEL
         self.model = load_model(str(model_path)).to(device).eval()
         self._device = torch.device(device)
+        self.max_seconds = max_seconds
         self.n_q = self.model.num_quantizers if n_q is None else int(n_q)
         if not 1 <= self.n_q <= self.model.num_quantizers:
             raise ValueError(f"n_q must be in [1, {self.model.num_quantizers}], got {n_q}")
@@ -135,6 +142,10 @@ class TinyCodec:
             raise ValueError(f"indices out of range [0, {self.codebook_size}): min {lo}, max {hi}")
         return codes.to(self.device)
 
+    def _check_seconds(self, samples: int, what: str) -> None:
+        if self.max_seconds is not None and samples > self.max_seconds * self.sample_rate + self.hop_length:
+            raise LimitError(f"{what} of {samples / self.sample_rate:.1f} s exceed max_seconds={self.max_seconds:g}")
+
     # -- codec ------------------------------------------------------------------------------
     @torch.no_grad()
     def encode_audio(self, chunk) -> list[np.ndarray]:
@@ -149,7 +160,12 @@ class TinyCodec:
             B = 1 for a (L,) input.
         """
         wav, _ = self._as_audio(chunk)
-        codes = self.model.encode(wav, self.n_q)  # [B, n_q, F]
+        self._check_seconds(wav.shape[-1], "audio")
+        hop, step = self.hop_length, CHUNK_FRAMES * self.hop_length
+        wav = torch.nn.functional.pad(wav, (0, -wav.shape[-1] % hop))  # as the offline encode pads
+        with self.model.streaming(wav.shape[0]):
+            codes = torch.cat([self.model.encode(wav[..., i:i + step], self.n_q)
+                               for i in range(0, wav.shape[-1], step)], dim=-1)  # [B, n_q, F]
         return [c.cpu().numpy() for c in codes.unbind(1)]
 
     @torch.no_grad()
@@ -169,5 +185,10 @@ class TinyCodec:
         if original_length is not None and not 0 < int(original_length) <= full:
             raise ValueError(f"original_length must be in [1, {full}] for {codes.shape[-1]} frames, "
                              f"got {original_length}")
-        wav = self.model.decode(codes, None if original_length is None else int(original_length))[:, 0]
+        self._check_seconds(full, "indices")
+        with self.model.streaming(codes.shape[0]):
+            wav = torch.cat([self.model.decode(codes[..., i:i + CHUNK_FRAMES])
+                             for i in range(0, codes.shape[-1], CHUNK_FRAMES)], dim=-1)[:, 0]
+        if original_length is not None:
+            wav = wav[:, : int(original_length)]
         return wav[0] if squeeze and wav.shape[0] == 1 else wav

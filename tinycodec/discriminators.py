@@ -15,7 +15,7 @@ Notebook: book/04_training.md
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,8 @@ class DiscriminatorConfig:
     stft_n_fft: int | None = None  # None: 1024 at 24 kHz, scaled to the nearest power of two (512 at 16 kHz)
     stft_hop_length: int | None = None  # None: n_fft / 4
     stft_channels: int = 16  # first 2-D conv; doubled by every other block
+    # multi-scale STFT (EnCodec): one STFT discriminator per FFT size, e.g. [256, 512, 1024]; empty: the one above
+    stft_n_ffts: list[int] = field(default_factory=list)
     use_wave: bool = True
     use_stft: bool = True
 
@@ -179,7 +181,13 @@ class Discriminator(nn.Module):
         self.wave = MultiScaleWaveDiscriminator(
             config.wave_scales, channels=config.wave_channels, max_channels=config.wave_max_channels,
             downsample_layers=config.wave_downsample_layers) if config.use_wave else None
-        self.stft = STFTDiscriminator(n_fft, hop, config.stft_channels) if config.use_stft else None
+        if not config.use_stft:
+            self.stft = None
+        elif config.stft_n_ffts:  # several resolutions: time and frequency detail at once
+            self.stft = nn.ModuleList(STFTDiscriminator(int(n), int(n) // 4, config.stft_channels)
+                                      for n in config.stft_n_ffts)
+        else:
+            self.stft = STFTDiscriminator(n_fft, hop, config.stft_channels)
 
     def forward(self, wav: Tensor) -> DiscOutput:
         """Args: wav (Tensor): [B, 1, T] float in [-1, 1].
@@ -189,7 +197,8 @@ class Discriminator(nn.Module):
             lists of Tensor, the same order).
         """
         logits, features = [], []
-        for disc in (self.wave, self.stft):
+        stft = list(self.stft) if isinstance(self.stft, nn.ModuleList) else [self.stft]
+        for disc in (self.wave, *stft):
             if disc is not None:
                 out, feats = disc(wav)
                 logits += out

@@ -7,7 +7,11 @@ byte-wise formulation of ryg_rans: a 32-bit state kept in ``[RANS_L, RANS_L * 25
 coded in reverse so the decoder reads forward, and a 4-byte final state.
 
 Frequencies are quantised to a total of ``2**prob_bits`` with every symbol at least 1, so an index
-never seen while fitting stays codable (at a cost of about ``prob_bits`` bits).
+never seen while fitting stays codable (at a cost of about ``prob_bits`` bits), and at most
+``15/16`` of the total, so every symbol costs at least ~0.08 bits: a table can never let a few
+bytes declare millions of symbols (a decompression bomb). ``decode`` checks the exact bound
+(``min_payload_bits``) before it decodes anything, and ``iter_decode`` yields the symbols in
+chunks of frames, so memory stays bounded by the chunk, not by the file.
 
 Symbol order: for codes [B, n_q, F], item by item, frame by frame, then quantizer by quantizer
 (the order a streaming decoder needs); quantizer ``q`` uses table ``q``. The coded size is within
@@ -22,6 +26,7 @@ import math
 import struct
 import zlib
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +35,7 @@ from tinycodec.bitstream.errors import BitstreamError
 
 RANS_L = 1 << 23  # lower bound of the normalised state; bytes are shifted in below it
 MAX_PROB_BITS = 20  # keeps RANS_L >> prob_bits >= 8, so the renormalisation bound stays exact
+MAX_PROB_SHIFT = 4  # no symbol may hold more than 1 - 2**-4 = 15/16 of a table's total
 _MAGIC = b"TCE1"
 _VERSION = 1
 _HEAD = struct.Struct("<4sBBHI")  # magic, version, prob_bits, n_q, codebook_size
@@ -60,11 +66,22 @@ def default_prob_bits(codebook_size: int) -> int:
     return MAX_PROB_BITS
 
 
+def max_freq(prob_bits: int) -> int:
+    """The largest frequency one symbol may have: ``2**prob_bits - max(1, 2**prob_bits >> 4)``.
+
+    The cap bounds the cost of the likeliest symbol from below (``min_payload_bits``), so a
+    payload's size bounds the number of symbols it can decode to.
+    """
+    total = 1 << int(prob_bits)
+    return total - max(1, total >> MAX_PROB_SHIFT)
+
+
 def quantize_counts(counts, prob_bits: int) -> np.ndarray:
-    """Integer frequencies summing to ``2**prob_bits``, each >= 1, close to ``counts`` in KL terms.
+    """Integer frequencies summing to ``2**prob_bits``, each in ``[1, max_freq(prob_bits)]``, close to
+    ``counts`` in KL terms.
 
     Args:
-        counts (array-like): [K] non-negative symbol counts (all zero gives a uniform table).
+        counts (array-like): [K] non-negative symbol counts (all zero gives a uniform table), K >= 2.
         prob_bits: log2 of the frequency total.
 
     Returns:
@@ -74,15 +91,20 @@ def quantize_counts(counts, prob_bits: int) -> np.ndarray:
     total, k = 1 << prob_bits, counts.size
     if k > total:
         raise ValueError(f"codebook_size {k} exceeds the frequency total 2**{prob_bits}")
+    if k < 2:
+        raise ValueError(f"entropy tables need at least 2 symbols, got {k}")
     if counts.sum() <= 0:
         counts = np.ones(k)
-    freqs = np.maximum(1, np.floor(counts / counts.sum() * total + 0.5)).astype(np.int64)
+    cap = max_freq(prob_bits)
+    freqs = np.clip(np.floor(counts / counts.sum() * total + 0.5), 1, cap).astype(np.int64)
+    if freqs.sum() < total and freqs.max() == cap:  # the capped symbol's surplus: spread by room left
+        room = cap - freqs
+        freqs += np.floor((total - freqs.sum()) * room / room.sum()).astype(np.int64)
     # fix the rounding error on the largest entries, where one count costs the least precision
     diff = total - int(freqs.sum())
     while diff != 0:
         order = np.argsort(-freqs, kind="stable")
-        if diff < 0:
-            order = order[freqs[order] > 1]
+        order = order[freqs[order] > 1] if diff < 0 else order[freqs[order] < cap]
         step = order[: min(abs(diff), order.size)]
         freqs[step] += 1 if diff > 0 else -1
         diff = total - int(freqs.sum())
@@ -126,6 +148,26 @@ class EntropyTables:
         lengths = self.bits_per_symbol()
         return float(sum(lengths[q][c[:, q, :]].sum() for q in range(self.n_q)))
 
+    def min_bits_per_symbol(self) -> np.ndarray:
+        """[n_q] bits of decoder state that every decoded symbol of table ``q`` consumes at least.
+
+        One rANS decode step maps a state ``x = k M + slot`` (``x >= RANS_L``, ``M = 2**prob_bits``)
+        to ``x' = f k + slot - cum < f (k + 1)``, and the bytes read next append at most 8 bits each
+        to ``x' + 1``; so ``(x' + 1) / x <= f (k + 1) / (k M + f - 1)``, largest for the likeliest
+        symbol and the smallest ``k = RANS_L >> prob_bits``. Unlike ``-log2 p`` this bound holds for
+        every crafted stream, and ``max_freq`` keeps it above ~0.08 bits.
+        """
+        k, m = float(RANS_L >> self.prob_bits), float(1 << self.prob_bits)
+        f = self.freqs.max(axis=1).astype(np.float64)
+        return -np.log2(f * (k + 1) / (k * m + f - 1))
+
+    def min_payload_bits(self, count: int) -> float:
+        """Fewest payload bits beyond the 4-byte initial state that can decode to ``count`` symbols
+        (cycling through the tables). The initial state adds at most 32 - 23 = 9 bits."""
+        per_q = self.min_bits_per_symbol()
+        full, rest = divmod(int(count), self.n_q)
+        return float(full * per_q.sum() + per_q[:rest].sum()) - 9.0
+
     def to_bytes(self) -> bytes:
         """Serialise: header, zlib-compressed ``freqs - 1`` (u16 or u32), CRC32 of everything before."""
         dtype = "<u2" if self.prob_bits <= 16 else "<u4"  # freq - 1 < 2**16 when prob_bits <= 16
@@ -166,7 +208,22 @@ class EntropyTables:
         freqs = np.frombuffer(raw, dtype="<u2" if width == 2 else "<u4").astype(np.int64).reshape(n_q, k) + 1
         if np.any(freqs.sum(axis=1) != (1 << prob_bits)):
             raise BitstreamError(f"entropy table rows do not sum to 2**{prob_bits}")
-        return cls(freqs=freqs, prob_bits=int(prob_bits))
+        tables = cls(freqs=freqs, prob_bits=int(prob_bits))
+        tables.check()
+        return tables
+
+    def check(self) -> None:
+        """Raise ``BitstreamError`` for a table no fitted table can be: fewer than 2 symbols, a zero
+        frequency, a row not summing to ``2**prob_bits``, or a symbol above ``max_freq`` (degenerate:
+        it would make symbols nearly free, a decompression bomb)."""
+        f, pb = self.freqs, self.prob_bits
+        if f.ndim != 2 or f.shape[0] < 1 or f.shape[1] < 2 or not 1 <= pb <= MAX_PROB_BITS:
+            raise BitstreamError(f"invalid entropy table shape {f.shape} with prob_bits={pb}")
+        if f.min() < 1 or np.any(f.sum(axis=1) != (1 << pb)):
+            raise BitstreamError(f"entropy table rows must be >= 1 and sum to 2**{pb}")
+        if f.max() > max_freq(pb):
+            raise BitstreamError(f"degenerate entropy table: a symbol has frequency {int(f.max())} of {1 << pb} "
+                                 f"(at most {max_freq(pb)} allowed)")
 
 
 def fit_tables(codes, codebook_size: int, prob_bits: int | None = None) -> EntropyTables:
@@ -237,6 +294,7 @@ def encode(codes, tables: EntropyTables) -> bytes:
     Returns:
         bytes: the coded stream (4-byte state first); decode with the same shape.
     """
+    tables.check()
     symbols, which = _flatten(codes, tables.n_q)
     if symbols.size and (symbols.min() < 0 or symbols.max() >= tables.codebook_size):
         raise ValueError(f"codes must be in [0, {tables.codebook_size}) for these tables")
@@ -259,6 +317,57 @@ def encode(codes, tables: EntropyTables) -> bytes:
     return bytes(out)
 
 
+def iter_decode(data: bytes, tables: EntropyTables, count: int, chunk: int) -> Iterator[np.ndarray]:
+    """Decode ``count`` symbols in chunks of ``chunk`` (the last may be shorter): memory O(chunk).
+
+    Args:
+        data: the coded stream.
+        tables: the tables used to encode (checked first).
+        count: symbols to decode (``B * F * n_q``).
+        chunk: symbols per yielded array, a multiple of ``n_q`` keeps frames whole.
+
+    Yields:
+        ndarray: [<= chunk] int64 symbols in coding order (item, frame, quantizer).
+
+    Raises:
+        BitstreamError: the stream cannot hold ``count`` symbols (checked before decoding), is
+            truncated, has trailing bytes, or does not end in the initial state (corruption; found
+            after the last chunk).
+    """
+    tables.check()
+    count, chunk = int(count), max(1, int(chunk))
+    if count < 0:
+        raise BitstreamError(f"negative symbol count {count}")
+    if len(data) < 4:
+        raise BitstreamError(f"entropy payload truncated: {len(data)} bytes, need at least 4")
+    if tables.min_payload_bits(count) > 8 * (len(data) - 4) + 1e-6 * count:
+        raise BitstreamError(f"entropy payload of {len(data)} bytes cannot hold {count} symbols")
+    pb, n_q = tables.prob_bits, tables.n_q
+    mask = (1 << pb) - 1
+    freqs = [row.tolist() for row in tables.freqs]
+    cums = [[0, *np.cumsum(row)[:-1].tolist()] for row in tables.freqs]
+    x = int.from_bytes(data[:4], "big")
+    if x < RANS_L:
+        raise BitstreamError("entropy payload corrupted: initial state below the normalisation bound")
+    pos, n, q = 4, len(data), 0
+    for start in range(0, count, chunk):
+        out = np.empty(min(chunk, count - start), dtype=np.int64)
+        for j in range(out.size):
+            slot = x & mask
+            s = bisect_right(cums[q], slot) - 1  # C-speed search; no 2**prob_bits lookup table
+            out[j] = s
+            x = freqs[q][s] * (x >> pb) + slot - cums[q][s]
+            while x < RANS_L:
+                if pos >= n:
+                    raise BitstreamError(f"entropy payload truncated after {start + j + 1} of {count} symbols")
+                x = (x << 8) | data[pos]
+                pos += 1
+            q = q + 1 if q + 1 < n_q else 0
+        yield out
+    if x != RANS_L or pos != n:
+        raise BitstreamError("entropy payload corrupted: decoder did not end in the initial state")
+
+
 def decode(data: bytes, tables: EntropyTables, shape: tuple[int, ...]) -> np.ndarray:
     """Inverse of ``encode``.
 
@@ -272,39 +381,14 @@ def decode(data: bytes, tables: EntropyTables, shape: tuple[int, ...]) -> np.nda
 
     Raises:
         BitstreamError: the stream is truncated, has trailing bytes, or does not end in the
-            initial state (corruption), or ``shape`` asks for more symbols than it can hold.
+            initial state (corruption), ``shape`` asks for more symbols than it can hold, or the
+            tables are degenerate.
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (2, 3) or shape[-2] != tables.n_q or min(shape) < 0:
         raise BitstreamError(f"cannot decode shape {shape} with tables for n_q={tables.n_q}")
     count = math.prod(shape)
-    pb, n_q = tables.prob_bits, tables.n_q
-    # each symbol costs at least -log2(max_freq / total) bits: refuse counts the bytes cannot hold
-    min_bits = float(tables.bits_per_symbol().min())
-    if count * min_bits > 8 * len(data) + 64:
-        raise BitstreamError(f"entropy payload of {len(data)} bytes cannot hold {count} symbols")
-    if len(data) < 4:
-        raise BitstreamError(f"entropy payload truncated: {len(data)} bytes, need at least 4")
-    mask = (1 << pb) - 1
-    freqs = [row.tolist() for row in tables.freqs]
-    cums = [[0, *np.cumsum(row)[:-1].tolist()] for row in tables.freqs]
-    out = np.empty(count, dtype=np.int64)
-    x = int.from_bytes(data[:4], "big")
-    pos, n = 4, len(data)
-    q = 0
-    for i in range(count):
-        slot = x & mask
-        s = bisect_right(cums[q], slot) - 1  # C-speed search; no 2**prob_bits lookup table
-        out[i] = s
-        x = freqs[q][s] * (x >> pb) + slot - cums[q][s]
-        while x < RANS_L:
-            if pos >= n:
-                raise BitstreamError(f"entropy payload truncated after {i + 1} of {count} symbols")
-            x = (x << 8) | data[pos]
-            pos += 1
-        q = q + 1 if q + 1 < n_q else 0
-    if x != RANS_L or pos != n:
-        raise BitstreamError("entropy payload corrupted: decoder did not end in the initial state")
+    out = np.concatenate([np.zeros(0, np.int64), *iter_decode(data, tables, count, max(count, 1))])
     b = 1 if len(shape) == 2 else shape[0]
-    codes = out.reshape(b, shape[-1], n_q).transpose(0, 2, 1)
+    codes = out.reshape(b, shape[-1], tables.n_q).transpose(0, 2, 1)
     return np.ascontiguousarray(codes.reshape(shape))

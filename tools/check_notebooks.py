@@ -1,7 +1,8 @@
 """Check (or fix) the chapter pairs: book/NN_topic.md is the source, book/NN_topic.ipynb is generated.
 
 The check fails when
-- a chapter in _toc.yml has no .md source or no .ipynb pair,
+- a chapter in _toc.yml has no .md source or no .ipynb pair (plain Markdown pages without a
+  kernelspec, such as book/references.md, are pages, not notebooks: they need no pair),
 - the .ipynb cells differ from what jupytext makes of the .md (type, source, tags),
 - the .ipynb carries outputs or execution counts (executed notebooks are never committed),
 - the first code cell is not tagged `parameters` or does not set FAST.
@@ -24,8 +25,8 @@ import nbformat
 ROOT = Path(os.environ.get("TINYCODEC_BOOK_ROOT", Path(__file__).resolve().parents[1]))
 
 
-def toc_chapters(root: Path = ROOT) -> list[str]:
-    """Chapter stems listed in _toc.yml, in order (e.g. 'book/00_introduction')."""
+def toc_pages(root: Path = ROOT) -> list[str]:
+    """Every page stem listed in _toc.yml, in order (e.g. 'book/00_introduction')."""
     import yaml
 
     toc = yaml.safe_load((root / "_toc.yml").read_text())
@@ -33,6 +34,17 @@ def toc_chapters(root: Path = ROOT) -> list[str]:
     for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
         stems += [ch["file"] for ch in part.get("chapters", [])]
     return [str(Path(s).with_suffix("")) for s in stems]
+
+
+def is_plain_page(stem: str, root: Path = ROOT) -> bool:
+    """A Markdown page without a kernel (e.g. the bibliography): nothing to pair or execute."""
+    md = root / f"{stem}.md"
+    return md.exists() and "kernelspec:" not in md.read_text().split("\n---", 1)[0]
+
+
+def toc_chapters(root: Path = ROOT) -> list[str]:
+    """Notebook chapters listed in _toc.yml, in order: every page but the plain ones."""
+    return [s for s in toc_pages(root) if not is_plain_page(s, root)]
 
 
 def _cell_key(cell) -> tuple:
@@ -83,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     stems = toc_chapters()
     orphans = sorted(
         str(p.relative_to(ROOT).with_suffix("")) for p in (ROOT / "book").glob("*.md")
-        if str(p.relative_to(ROOT).with_suffix("")) not in stems
+        if str(p.relative_to(ROOT).with_suffix("")) not in toc_pages()
     )
     if args.fix:
         for stem in stems:

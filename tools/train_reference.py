@@ -46,16 +46,21 @@ def link_corpora() -> Path:
 
 
 def cmd_train(args) -> int:
+    from tinycodec.discriminators import DiscriminatorConfig
     from tinycodec.models import get_preset
     from tinycodec.train import TrainConfig, train
 
     audio_dir = link_corpora()
     family = get_preset(args.preset).family
+    run = args.run or args.preset
+    disc = DiscriminatorConfig(use_wave=False, stft_n_ffts=[256, 512, 1024]) if args.ms_stft else DiscriminatorConfig()
     config = TrainConfig(
-        preset=args.preset, audio_dir=str(audio_dir), audio_length=0.5, batch_size=args.batch_size,
+        preset=None if args.init else args.preset, init=args.init, decoder=args.decoder,
+        freeze_encoder=args.freeze_encoder, disc=disc,
+        audio_dir=str(audio_dir), audio_length=0.5, batch_size=args.batch_size,
         g_lr=args.lr or LEARNING_RATES[family], lr_gamma=0.99995, disc_warmup_steps=args.gan_from, max_steps=args.steps,
-        checkpoint_dir=f"checkpoints/reference_{args.preset}", log_dir=f"runs/reference_{args.preset}",
-        save_interval=250, val_interval=250, val_clips=16, num_threads=args.threads,
+        checkpoint_dir=f"checkpoints/reference_{run}", log_dir=f"runs/reference_{run}",
+        save_interval=args.every, val_interval=args.every, val_clips=16, num_threads=args.threads,
         device=args.device, seed=args.seed, resume=args.resume, progress=args.progress,
         corpus_on_device=on_gpu(args.device),  # on a GPU the corpus lives there as one int16 tensor
     )
@@ -241,6 +246,14 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar (for log files)")
+    p.add_argument("--init", default=None, help="start from this model spec (shipped name, .safetensors, checkpoint)")
+    p.add_argument("--decoder", default=None, choices=["mirror", "server"], help="train this decoder (default: the model's)")
+    p.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true",
+                   help="encoder and codebooks fixed: only the decoder learns (the codes stay valid)")
+    p.add_argument("--ms-stft", dest="ms_stft", action="store_true",
+                   help="discriminators: multi-scale STFT (256/512/1024) only, no waveform discriminators")
+    p.add_argument("--run", default=None, help="run name: checkpoints/reference_RUN (default: the preset)")
+    p.add_argument("--every", type=int, default=250, help="steps between validations and checkpoints")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("ship")
     p.add_argument("name")

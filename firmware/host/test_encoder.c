@@ -12,6 +12,7 @@
 #include "tinycodec_golden.h"
 #include "tinycodec_packet.h"
 #include "tinycodec_model.h"
+#include "rvq_selftest.h"
 
 static uint8_t arena[TC_ARENA_BYTES] __attribute__((aligned(4)));
 static tinycodec_encoder_t enc;
@@ -20,26 +21,26 @@ static uint16_t codes[TC_N_Q * 1024];
 static void test_requantize_rounding_and_saturation(void **state)
 {
     (void)state;
-    assert_int_equal(requantize(5, 1), 3);     /* 2.5 -> 3: half up */
-    assert_int_equal(requantize(-5, 1), -2);   /* -2.5 -> -2: half up, not away from zero */
-    assert_int_equal(requantize(3, 1), 2);     /* 1.5 -> 2 */
-    assert_int_equal(requantize(-3, 1), -1);   /* -1.5 -> -1 */
-    assert_int_equal(requantize(-7, 2), -2);   /* -1.75 -> -2 */
-    assert_int_equal(requantize(1000, 2), 127);
-    assert_int_equal(requantize(-1000, 2), -128);
-    assert_int_equal(requantize(-7, 0), -7);
-    assert_int_equal(requantize(3, -2), 12);   /* left shift */
-    assert_int_equal(requantize(100, -2), 127);
+    assert_int_equal(tc_requantize(5, 1), 3);     /* 2.5 -> 3: half up */
+    assert_int_equal(tc_requantize(-5, 1), -2);   /* -2.5 -> -2: half up, not away from zero */
+    assert_int_equal(tc_requantize(3, 1), 2);     /* 1.5 -> 2 */
+    assert_int_equal(tc_requantize(-3, 1), -1);   /* -1.5 -> -1 */
+    assert_int_equal(tc_requantize(-7, 2), -2);   /* -1.75 -> -2 */
+    assert_int_equal(tc_requantize(1000, 2), 127);
+    assert_int_equal(tc_requantize(-1000, 2), -128);
+    assert_int_equal(tc_requantize(-7, 0), -7);
+    assert_int_equal(tc_requantize(3, -2), 12);   /* left shift */
+    assert_int_equal(tc_requantize(100, -2), 127);
 }
 
 static void test_relu_and_residual_add(void **state)
 {
     (void)state;
     int8_t x[4] = {-128, -1, 0, 127}, y[4], s[4];
-    relu(x, y, 4);
+    tc_relu(x, y, 4);
     assert_int_equal(y[0], 0); assert_int_equal(y[1], 0); assert_int_equal(y[3], 127);
     int8_t a[2] = {10, -10}, b[2] = {3, 3};
-    residual_add(a, b, 2, 1, 0, 1, s); /* ((a << 1) + b) / 2 rounded half up */
+    tc_residual_add(a, b, 2, 1, 0, 1, 0, s); /* ((a << 1) + b) / 2 rounded half up */
     assert_int_equal(s[0], 12); /* 23 / 2 = 11.5 -> 12 */
     assert_int_equal(s[1], -8); /* -17 / 2 = -8.5 -> -8 */
 }
@@ -116,6 +117,62 @@ static void test_arena_too_small_is_refused(void **s)
 {
     (void)s;
     assert_int_equal(tinycodec_encoder_init(&enc, &tinycodec_model, arena, TC_ARENA_BYTES - 4), -1);
+    tc_model_t bad = tinycodec_model;
+    bad.scratch = TC_ARENA_BYTES; /* an offset outside the arena */
+    bad.scratch_bytes = 64;
+    assert_int_equal(tinycodec_encoder_init(&enc, &bad, arena, sizeof arena), -3);
+}
+
+static void test_pruned_search_is_the_full_search(void **s)
+{
+    (void)s;
+    /* random codebooks with ties and exact matches, d = 64 and 128: pruned == full == int64 twin */
+    assert_int_equal(tc_rvq_selftest(12345u, 24), 0);
+}
+
+static void test_pointwise_relu_and_residual_relu(void **s)
+{
+    (void)s;
+    /* the fused ReLU of the C table: relu(requantize(acc)) == clamp((acc + r) >> s, 0, 127) */
+    const int8_t x[8] = {100, -100, 50, -50, 127, -128, 1, -1};
+    const int8_t w[2 * 8] = {1, 1, 1, 1, 1, 1, 1, 1, -1, 2, -3, 4, -5, 6, -7, 8};
+    const int32_t b[2] = {-3, 40};
+    int8_t y[2], y_relu[2], z[8], z_relu[8];
+    tc_pointwise(x, w, b, 8, 2, 1, 2, 0, NULL, 0, y);
+    tc_pointwise(x, w, b, 8, 2, 1, 2, 1, NULL, 0, y_relu);
+    for (int o = 0; o < 2; o++) {
+        int32_t acc = b[o];
+        for (int i = 0; i < 8; i++)
+            acc += (int32_t)w[o * 8 + i] * x[i];
+        assert_int_equal(y[o], tc_requantize(acc, 2));
+        assert_int_equal(y_relu[o], y[o] > 0 ? y[o] : 0);
+    }
+    tc_residual_add(x, x + 0, 8, 1, 0, 1, 0, z);
+    tc_residual_add(x, x + 0, 8, 1, 0, 1, 1, z_relu);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(z[i], tc_requantize(((int32_t)x[i] << 1) + x[i], 1));
+        assert_int_equal(z_relu[i], z[i] > 0 ? z[i] : 0);
+    }
+}
+
+static void test_encode_any_n_q_layout(void **s)
+{
+    (void)s;
+    /* tinycodec_encode writes codes [n_q][F] for the model's n_q (no cap), partial last frame
+     * zero-padded: the same codes as frame by frame on the padded signal */
+    static int16_t padded[3 * TC_HOP_LENGTH];
+    const size_t n = 2 * TC_HOP_LENGTH + TC_HOP_LENGTH / 3;
+    memset(padded, 0, sizeof padded);
+    memcpy(padded, tc_golden_speech_pcm, n * sizeof(int16_t));
+    assert_int_equal(tinycodec_encoder_init(&enc, &tinycodec_model, arena, sizeof arena), 0);
+    assert_int_equal(tinycodec_encode(&enc, tc_golden_speech_pcm, n, codes), 3);
+    uint16_t c[TC_N_Q];
+    tinycodec_encoder_reset(&enc);
+    for (size_t f = 0; f < 3; f++) {
+        tinycodec_encode_frame(&enc, padded + f * TC_HOP_LENGTH, c);
+        for (int q = 0; q < TC_N_Q; q++)
+            assert_int_equal(codes[q * 3 + f], c[q]);
+    }
 }
 
 int main(void)
@@ -130,6 +187,9 @@ int main(void)
         cmocka_unit_test(test_reset_restarts_stream),
         cmocka_unit_test(test_packet_matches_python_bitstream),
         cmocka_unit_test(test_arena_too_small_is_refused),
+        cmocka_unit_test(test_pruned_search_is_the_full_search),
+        cmocka_unit_test(test_pointwise_relu_and_residual_relu),
+        cmocka_unit_test(test_encode_any_n_q_layout),
     };
     return cmocka_run_group_tests_name(TC_MODEL_PRESET, tests, NULL, NULL);
 }

@@ -5,11 +5,11 @@
 | offset | size | type  | field                                                              |
 |-------:|-----:|-------|--------------------------------------------------------------------|
 | 0      | 4    | bytes | magic ``b"TCZ1"``                                                  |
-| 4      | 1    | u8    | version (1)                                                        |
+| 4      | 1    | u8    | version (2; version-1 files still read)                            |
 | 5      | 1    | u8    | flags: bit 0 entropy-coded (rANS), bit 1 tables embedded           |
 | 6      | 2    | u16   | reserved, 0                                                        |
 | 8      | 32   | bytes | model id (preset or family name), ASCII, NUL-padded                |
-| 40     | 8    | bytes | weights hash: sha256(state dict)[:8] (``weights_hash``)            |
+| 40     | 8    | bytes | model hash: v2 ``encoder_hash`` (encoder + codebooks), v1 weights  |
 | 48     | 4    | u32   | sample_rate (Hz)                                                   |
 | 52     | 2    | u16   | hop_length (samples per frame)                                     |
 | 54     | 1    | u8    | n_q (quantizers used)                                              |
@@ -43,30 +43,49 @@ Streaming packet (``Packet``; concatenate for a byte stream):
 | 14 + P | 4    | u32   | CRC32 of bytes [0, 14 + P)                               |
 
 Any malformed input (wrong magic or version, truncation, trailing bytes, CRC mismatch, a field out
-of range, a size that would need more memory than the input justifies, a different model) raises
-``BitstreamError`` with a message naming the problem.
+of range, a size that would need more memory than the input justifies, a degenerate entropy table,
+a different encoder) raises ``BitstreamError`` with a message naming the problem; a file longer than
+``max_seconds`` raises ``LimitError`` (a ``BitstreamError``). Files are encoded and decoded a chunk
+of frames at a time (``tinycodec.bitstream.chunked``): memory does not grow with their length.
 
 Notebook: book/05_bitrate.md
 """
 
-from tinycodec.bitstream.errors import BitstreamError  # noqa: I001  (first: the others import it)
+from tinycodec.bitstream.errors import AudioInputError, BitstreamError, LimitError  # noqa: I001  (first)
 from tinycodec.bitstream.container import (
     HEADER_SIZE,
     MAGIC,
     TRAILER_SIZE,
     VERSION,
     TczHeader,
+    iter_codes,
     read_tcz,
     read_tcz_header,
     write_tcz,
 )
-from tinycodec.bitstream.model_io import bits_per_code, check_model, decode_bytes, encode_bytes, model_id, weights_hash
+from tinycodec.bitstream.model_io import (
+    bits_per_code,
+    check_model,
+    encoder_hash,
+    find_model,
+    model_id,
+    weights_hash,
+)
+from tinycodec.bitstream.chunked import (
+    DEFAULT_MAX_SECONDS,
+    decode_bytes,
+    encode_bytes,
+    encode_codes,
+    iter_decode_bytes,
+    to_tcz,
+)
 from tinycodec.bitstream.packet import PACKET_OVERHEAD, Packet, depacketize, packetize, read_packet
 from tinycodec.bitstream.packing import pack_codes, packed_size, unpack_codes
 
 __all__ = [
-    "HEADER_SIZE", "MAGIC", "PACKET_OVERHEAD", "TRAILER_SIZE", "VERSION", "BitstreamError", "Packet",
-    "TczHeader", "bits_per_code", "check_model", "decode_bytes", "depacketize", "encode_bytes", "model_id",
-    "pack_codes", "packed_size", "packetize", "read_packet", "read_tcz", "read_tcz_header", "unpack_codes",
-    "weights_hash", "write_tcz",
+    "DEFAULT_MAX_SECONDS", "HEADER_SIZE", "MAGIC", "PACKET_OVERHEAD", "TRAILER_SIZE", "VERSION", "AudioInputError",
+    "BitstreamError", "LimitError", "Packet", "TczHeader", "bits_per_code", "check_model", "decode_bytes",
+    "depacketize", "encode_bytes", "encode_codes", "encoder_hash", "find_model", "iter_codes", "iter_decode_bytes",
+    "model_id", "pack_codes", "packed_size", "packetize", "read_packet", "read_tcz", "read_tcz_header", "to_tcz",
+    "unpack_codes", "weights_hash", "write_tcz",
 ]

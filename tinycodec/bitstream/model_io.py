@@ -1,37 +1,70 @@
-"""Audio <-> ``.tcz`` bytes through a codec model, with the model identified by name and weights hash.
+"""Which model a ``.tcz`` file needs: the encoder hash, the weights hash, and the checks.
+
+A file names the *encoder + codebooks* that produced its codes (``encoder_hash``, container
+version 2): any decoder trained on that encoder decodes it, so upgrading the server's decoder keeps
+every file (and every device's firmware) valid. Version-1 files named the hash of all weights and
+decode with exactly the model that wrote them.
 
 Notebook: book/05_bitrate.md
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import math
 
-import numpy as np
-
-from tinycodec.bitstream.container import read_tcz, write_tcz
 from tinycodec.bitstream.errors import BitstreamError
+
+# config fields that shape the encoder's function but not (only) its tensors' shapes; an allowlist, so
+# a field added later (a decoder option, a training knob) does not change the hash of existing models
+_ENCODER_FIELDS = ("sample_rate", "strides", "dilations", "kernel_size", "activation", "separable",
+                   "num_heads", "context")
+_ENCODER_FLAGS = ("encoder_int8",)  # hashed only when set: models without them keep their hash
 
 
 def weights_hash(model) -> bytes:
     """First 8 bytes of sha256 over the state dict (names, dtypes, shapes and raw bytes, sorted by name).
 
-    Two models hash equal exactly when every parameter and buffer is bit-identical, so a file
-    encoded by one set of weights is refused by a decoder holding another.
+    Two models hash equal exactly when every parameter and buffer is bit-identical.
     """
+    import torch
+
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(_uint8()).numpy().tobytes())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.digest()[:8]
 
 
-def _uint8():
+def encoder_hash(model) -> str:
+    """16 hex digits naming what the codes depend on: the encoder and the quantizer's codebooks.
+
+    sha256 over, in this order: the family and the config fields that shape the encoder's function
+    beyond its tensors (rates, strides, dilations, activation, attention heads...), then every tensor of
+    ``model.encoder`` and every codebook
+    (``quantizer.*.embed``) sorted by name, each as ``name|shape|`` and its values rounded to
+    float16 (integers as int64). A float16-shipped model and its float32 in-memory original hash
+    equal; a model with another decoder but the same encoder and codebooks hashes equal too.
+
+    Returns:
+        str: 16 lowercase hex digits (8 bytes, the ``.tcz`` header's hash field).
+    """
     import torch
 
-    return torch.uint8
+    cfg = model.config_dict()
+    config = {k: cfg[k] for k in _ENCODER_FIELDS if k in cfg} | {k: cfg[k] for k in _ENCODER_FLAGS if cfg.get(k)}
+    h = hashlib.sha256(f"{model.family}|{json.dumps(config, sort_keys=True)}|".encode())
+    tensors = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
+    tensors |= {f"quantizer.{k}": v for k, v in model.quantizer.state_dict().items() if k.endswith("embed")}
+    for name, tensor in sorted(tensors.items()):
+        t = tensor.detach().cpu()
+        t = t.to(torch.float16) if t.is_floating_point() else t.to(torch.int64)
+        h.update(f"{name}|{tuple(t.shape)}|".encode())
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def model_id(model) -> str:
@@ -44,42 +77,29 @@ def bits_per_code(codebook_size: int) -> int:
     return max(1, math.ceil(math.log2(int(codebook_size))))
 
 
-def encode_bytes(model, wav, n_q: int | None = None, tables=None, embed_tables: bool = False) -> bytes:
-    """Encode one waveform to ``.tcz`` bytes.
-
-    Args:
-        model: a codec model (``encode``, ``hop_length``, ``sample_rate``, ``config.codebook_size``).
-        wav (Tensor): [1, 1, T] or [T] float in [-1, 1] at ``model.sample_rate``.
-        n_q: quantizers to keep (default all).
-        tables (EntropyTables | None): entropy-code with these tables, else bit-pack.
-        embed_tables: store the tables in the file.
-
-    Returns:
-        bytes: the file.
-    """
-    import torch
-
-    wav = torch.as_tensor(wav, dtype=torch.float32)
-    wav = wav.reshape(1, 1, -1) if wav.dim() == 1 else wav
-    if wav.dim() != 3 or wav.shape[:2] != (1, 1):
-        raise ValueError(f"wav must be [1, 1, T] or [T], got {tuple(wav.shape)}")
-    with torch.inference_mode():
-        codes = model.encode(wav, n_q)  # [1, n_q, F]
-    return write_tcz(
-        codes, model_id=model_id(model), weights_hash=weights_hash(model), sample_rate=model.sample_rate,
-        hop_length=model.hop_length, length=wav.shape[-1], bits=bits_per_code(model.config.codebook_size),
-        tables=tables, embed_tables=embed_tables,
-    )
+def model_hash(model, version: int) -> bytes:
+    """The 8 bytes a container of ``version`` stores for ``model`` (2: encoder hash, 1: weights hash)."""
+    return weights_hash(model) if version == 1 else bytes.fromhex(encoder_hash(model))
 
 
 def check_model(header, model) -> None:
-    """Raise ``BitstreamError`` unless ``model`` is the one (name, weights, rates) that wrote ``header``."""
-    mid, whash = model_id(model), weights_hash(model)
-    if header.model_id != mid or header.weights_hash != whash:
-        raise BitstreamError(
-            f"wrong model: the file was encoded with model {header.model_id!r} (weights {header.weights_hash.hex()}), "
-            f"the decoder has {mid!r} (weights {whash.hex()})"
-        )
+    """Raise ``BitstreamError`` (one line, starting "wrong model") unless ``model`` can decode ``header``'s file.
+
+    Version 2: the model's encoder hash must equal the file's (any decoder of that encoder works).
+    Version 1: the model's id and weights hash must equal the file's (the model that wrote it).
+    """
+    if header.version == 1:
+        mid, whash = model_id(model), weights_hash(model)
+        if header.model_id != mid or header.model_hash != whash:
+            raise BitstreamError(
+                f"wrong model: the file (version 1) was encoded with model {header.model_id!r} (weights "
+                f"{header.model_hash.hex()}), the decoder has {mid!r} (weights {whash.hex()})")
+    else:
+        ehash = encoder_hash(model)
+        if header.model_hash.hex() != ehash:
+            raise BitstreamError(
+                f"wrong model: the file was encoded by encoder {header.model_hash.hex()} (model "
+                f"{header.model_id!r}); model {model_id(model)!r} has encoder {ehash}")
     if header.sample_rate != model.sample_rate or header.hop_length != model.hop_length:
         raise BitstreamError(f"wrong model: file is {header.sample_rate} Hz / hop {header.hop_length}, "
                              f"model is {model.sample_rate} Hz / hop {model.hop_length}")
@@ -88,27 +108,44 @@ def check_model(header, model) -> None:
                              f"{model.config.num_quantizers} quantizers of {model.config.codebook_size} codes")
 
 
-def decode_bytes(data: bytes, model, tables=None):
-    """Decode ``.tcz`` bytes with the model that wrote them.
+@functools.lru_cache(maxsize=16)
+def _shipped_encoder_hash(name: str, mtime_ns: int) -> str:
+    from tinycodec.pretrained import load_pretrained
 
-    Args:
-        data: the file.
-        model: the same model (checked by id and weights hash).
-        tables (EntropyTables | None): the model's tables, for entropy-coded files without embedded ones.
+    return encoder_hash(load_pretrained(name))
 
-    Returns:
-        (Tensor, int): waveform [1, 1, length] and its sample rate.
+
+def shipped_encoder_hashes() -> dict[str, str]:
+    """``{name: encoder_hash}`` of every shipped model (cached per file version)."""
+    from tinycodec.pretrained import PRETRAINED_DIR, list_pretrained
+
+    return {name: _shipped_encoder_hash(name, (PRETRAINED_DIR / f"{name}.safetensors").stat().st_mtime_ns)
+            for name in list_pretrained()}
+
+
+def find_model(header, seed: int = 0):
+    """The model to decode ``header``'s file when the user named none.
+
+    Version 2: a shipped model whose encoder hash matches (the one named in the file first, then
+    by name), else the model the file names (a preset built with ``seed``) if its hash matches.
+    Version 1: the model the file names.
 
     Raises:
-        BitstreamError: malformed or corrupted file, or a different model.
+        BitstreamError: no model that can decode the file (the message says which encoder it needs).
     """
-    import torch
+    from tinycodec.models import PRESETS
+    from tinycodec.pretrained import list_pretrained, load_model
 
-    header, codes = read_tcz(data, tables)
+    if header.version != 1:
+        wanted = header.model_hash.hex()
+        matches = sorted((name != header.model_id, name) for name, h in shipped_encoder_hashes().items()
+                         if h == wanted)
+        if matches:
+            return load_model(matches[0][1])
+    if header.model_id not in list_pretrained() and header.model_id not in PRESETS:  # never a path from a file
+        raise BitstreamError(f"no model found for this file: it needs {header.hash_kind} "
+                             f"{header.model_hash.hex()} (written by {header.model_id!r}, not a shipped model "
+                             f"or preset; shipped: {', '.join(list_pretrained()) or 'none'}); pass --model")
+    model = load_model(header.model_id, seed)
     check_model(header, model)
-    if int(np.max(codes, initial=0)) >= model.config.codebook_size:
-        raise BitstreamError(f"code index {int(codes.max())} out of range for codebook_size "
-                             f"{model.config.codebook_size}")
-    with torch.inference_mode():
-        wav = model.decode(torch.from_numpy(codes), length=header.length)
-    return wav, header.sample_rate
+    return model

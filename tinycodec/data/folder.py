@@ -1,9 +1,13 @@
 """``AudioFolder``: random fixed-length crops from a folder of messy audio files, never a crash.
 
 Every file is checked once, when the dataset is built (header, then a streaming decode of all
-samples): unreadable, empty, non-finite, silent or too-short files are skipped with one warning
-each and listed in ``dataset.skipped`` as ``(path, reason)``. What remains decodes, so an epoch
-never raises. The measurements are cached in ``<root>/.tinycodec_manifest.json`` keyed by
+samples, as training will read it): unreadable, empty, non-finite, absurdly loud (peak above
+``max_peak``), silent or too-short files, and files at a rate the resampler cannot convert to the
+target rate, are skipped with one warning each and listed in ``dataset.skipped`` as ``(path, reason)``.
+What remains decodes to finite, bounded crops, so an epoch never raises and k-means initialisation
+never sees NaN. Directory symlinks are followed once per real folder: a symlink loop (or a second
+link to a folder already scanned) is skipped with a warning, so no file is read twice and no file
+lands in two splits. The measurements are cached in ``<root>/.tinycodec_manifest.json`` keyed by
 path, size and mtime, so a large tree is scanned in full only once.
 
 A hash of the path keeps *files* apart, but two files of one speaker land on both sides. To hold out
@@ -42,7 +46,7 @@ import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
-from tinycodec.audio import AUDIO_EXTENSIONS, load, resample
+from tinycodec.audio import AUDIO_EXTENSIONS, load, resample, resample_kernel
 
 __all__ = ["AudioFolder", "AudioSkipWarning", "FileInfo", "SPLIT_FILE", "load_split_rules", "split_of", "SPLITS"]
 
@@ -52,6 +56,7 @@ CACHE_NAME = ".tinycodec_manifest.json"
 CACHE_VERSION = 1
 SPLITS = {"train": (0.0, 0.90), "val": (0.90, 0.95), "test": (0.95, 1.0)}  # fractions of hash space
 SPLIT_FILE = "splits.json"  # optional rules in a corpus root: whole speakers/recordings per split
+MAX_PEAK = 16.0  # +24 dBFS: float files may exceed 1.0 a little; far beyond is broken data, not audio
 
 
 class AudioSkipWarning(UserWarning):
@@ -146,6 +151,62 @@ def _measure(path: Path, rel: str, st: os.stat_result) -> FileInfo:
     return fi
 
 
+def _can_resample(orig_sr: int, new_sr: int) -> bool:
+    """True when ``tinycodec.audio.resample`` can convert ``orig_sr`` to ``new_sr`` (its polyphase
+    kernel stays bounded; coprime odd rates such as 44101 Hz would need gigabytes)."""
+    if orig_sr == new_sr:
+        return True
+    try:
+        resample_kernel(orig_sr, new_sr)
+    except ValueError:
+        return False
+    return True
+
+
+def _walk(root: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """Audio files under ``root`` (hidden ones left out), following each real folder once.
+
+    A directory symlink to a folder already scanned or claimed by a real folder (a loop, or a second
+    name for the same folder) is skipped with an ``AudioSkipWarning``; so is a second link to the
+    same file. (A link met in a subfolder before its target's own folder is walked wins the name.)
+    """
+    paths, seen_dirs, seen_files = [], set(), set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        seen_dirs.add(os.path.realpath(dirpath))
+        keep = []
+        # real folders claim their path before links to them do: a file keeps its own name
+        for d in sorted((d for d in dirnames if not d.startswith(".")),
+                        key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d)):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real in seen_dirs or real in _ancestors(dirpath):
+                warnings.warn(f"AudioFolder: not following {os.path.join(dirpath, d)}: it leads to {real}, "
+                              "a folder already scanned (symlink loop or duplicate)", AudioSkipWarning, stacklevel=3)
+                continue
+            seen_dirs.add(real)
+            keep.append(d)
+        dirnames[:] = sorted(keep)
+        for f in sorted(filenames, key=lambda f: (os.path.islink(os.path.join(dirpath, f)), f)):
+            if not f.lower().endswith(extensions) or f.startswith("."):
+                continue
+            real = os.path.realpath(os.path.join(dirpath, f))
+            if real in seen_files:
+                warnings.warn(f"AudioFolder: skipping {os.path.join(dirpath, f)}: the same file as {real}, "
+                              "already scanned", AudioSkipWarning, stacklevel=3)
+                continue
+            seen_files.add(real)
+            paths.append(Path(dirpath) / f)
+    return paths
+
+
+def _ancestors(dirpath: str) -> list[str]:
+    """Real paths of ``dirpath`` and its parents: a link to any of them is a loop."""
+    real = os.path.realpath(dirpath)
+    out = [real]
+    while os.path.dirname(out[-1]) != out[-1]:
+        out.append(os.path.dirname(out[-1]))
+    return out
+
+
 class AudioFolder(torch.utils.data.Dataset):
     """Random crops of ``audio_length`` seconds from every usable audio file under ``root``.
 
@@ -160,6 +221,7 @@ class AudioFolder(torch.utils.data.Dataset):
         crops_per_file: items per file and epoch (long files deserve more than one crop).
         min_duration: files shorter than this (seconds) are skipped.
         silence_peak: files whose peak is below this (about -80 dBFS) are skipped as silent.
+        max_peak: files whose peak is above this (+24 dBFS by default) are skipped as absurdly loud.
         extensions: file endings to scan.
         cache: read/write ``<root>/.tinycodec_manifest.json``.
 
@@ -183,6 +245,7 @@ class AudioFolder(torch.utils.data.Dataset):
         crops_per_file: int = 1,
         min_duration: float = 0.01,
         silence_peak: float = 1e-4,
+        max_peak: float = MAX_PEAK,
         extensions: tuple[str, ...] = AUDIO_EXTENSIONS,
         cache: bool = True,
     ):
@@ -209,6 +272,10 @@ class AudioFolder(torch.utils.data.Dataset):
                 )
             elif not reason and fi.peak < silence_peak:
                 reason = f"silent (peak {fi.peak:.2g} < {silence_peak:g})"
+            elif not reason and not fi.peak <= max_peak:
+                reason = f"absurd amplitude (peak {fi.peak:.3g} > {max_peak:g})"
+            elif not reason and not _can_resample(fi.sample_rate, self.sample_rate):
+                reason = f"sample rate {fi.sample_rate} Hz cannot be resampled to {self.sample_rate} Hz (ratio too irregular)"
             if reason:
                 path = str(self.root / fi.rel)
                 self.skipped.append((path, reason))
@@ -225,14 +292,7 @@ class AudioFolder(torch.utils.data.Dataset):
 
     # ---------------------------------------------------------------------------------------
     def _scan(self, extensions: tuple[str, ...], use_cache: bool) -> list[FileInfo]:
-        paths = []
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            paths += [
-                Path(dirpath) / f
-                for f in sorted(filenames)
-                if f.lower().endswith(extensions) and not f.startswith(".")
-            ]
+        paths = _walk(self.root, extensions)
         cache_path = self.root / CACHE_NAME
         cached: dict[str, dict] = {}
         if use_cache and cache_path.is_file():

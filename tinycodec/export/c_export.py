@@ -2,17 +2,26 @@
 and ``tinycodec_golden.h`` (real-audio PCM + the int8 reference's codes) for the C encoder in
 ``firmware/components/tinycodec_encoder``.
 
+Layer table. A ReLU whose input is read by nothing else is fused into the pointwise or
+residual_add that produces it (``TC_LAYER_RELU``: the C requantize clamps to [0, 127], the same
+integers as ``relu(requantize(...))``), so the C table has fewer rows than ``Int8Encoder.layers``.
+The embedding's dims are stored in codebook-energy order (:func:`order_dims`): same integers,
+another memory order, which helps the VQ search skip work.
+
 Arena plan. Tensors are stored time-major (``[T][C]``, one frame's worth). A tensor read by a
 conv with history ``P`` lives in a buffer of ``P + T`` rows whose first ``P`` rows are that conv's
 streaming state; such buffers are persistent. Every other tensor gets the lowest 4-byte-aligned
-offset not used by a tensor alive at the same time (first fit over the execution order). The
-codebook norms (int32 ``[n_q][K]``) and the int16 VQ residual ``[D]`` follow.
+offset not used by a tensor alive at the same time (first fit over the execution order). Then
+come the kernel scratch (``tc_pointwise``'s widened input), the codebook norms (int32
+``[n_q][K]``), the search's pruning bounds (uint16 ``[n_q][K][D / 32 - 1]``) and the int16 VQ
+residual ``[D]``.
 
 Notebook: book/07_deployment.md
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -34,6 +43,10 @@ OPS = {"conv1d": "TC_OP_CONV1D", "depthwise": "TC_OP_DEPTHWISE", "pointwise": "T
        "relu": "TC_OP_RELU", "residual_add": "TC_OP_RESIDUAL_ADD"}
 GOLDEN_PACKET_FRAMES = 5  # frames in the golden streaming packet
 LAYER_STRUCT_BYTES = 40  # sizeof(tc_layer_t) on a 32-bit target
+RVQ_SEGMENT = 32  # TC_RVQ_SEGMENT: dims between two pruning checks of tc_rvq_search
+MAX_RVQ_CHECKS = 3  # TC_MAX_CHECKS in tc_rvq.c: pruning for D <= 128
+SCRATCH_MIN_BYTES = 1024  # tc_pointwise widens its input a chunk of rows at a time into this
+RELU_FUSED_OPS = ("pointwise", "residual_add")
 # golden clips: (name, file under the demo root, offset s, seconds)
 GOLDEN_CLIPS = [("speech", "speech/pyannote_sample.wav", 7.5, 2.0),  # speech starts at ~7.5 s
                 ("nature", "nature/onsen_water.wav", 5.0, 2.0)]
@@ -43,19 +56,88 @@ def _align(n: int, a: int = 4) -> int:
     return (n + a - 1) // a * a
 
 
+def fuse_relu(enc: Int8Encoder) -> tuple[Int8Encoder, list[bool]]:
+    """The C layer table's graph: each ReLU that is the only reader of a pointwise or
+    residual_add output is merged into that layer (which then writes the ReLU's output tensor).
+
+    Returns:
+        tuple: an :class:`Int8Encoder` sharing ``enc``'s tensors with the fused layer list, and
+        per fused layer whether it applies the ReLU.
+    """
+    readers: dict[int, int] = {}
+    for layer in enc.layers:
+        for t in layer.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    layers, relu = [], []
+    skip = False
+    for i, layer in enumerate(enc.layers):
+        if skip:
+            skip = False
+            continue
+        nxt = enc.layers[i + 1] if i + 1 < len(enc.layers) else None
+        if (layer.op in RELU_FUSED_OPS and nxt is not None and nxt.op == "relu" and nxt.inputs == [layer.output]
+                and readers.get(layer.output, 0) == 1 and layer.output != enc.output):
+            layers.append(dataclasses.replace(layer, output=nxt.output, name=f"{layer.name}+relu"))
+            relu.append(True)
+            skip = True
+        else:
+            layers.append(layer)
+            relu.append(False)
+    return dataclasses.replace(enc, layers=layers, states={}), relu
+
+
+def order_dims(enc: Int8Encoder) -> Int8Encoder:
+    """The C table's embedding order: ``z``'s dims sorted by codebook energy, highest first.
+
+    The rows of the last (pointwise) layer and the columns of every codebook are permuted
+    together, so every dot product and norm, hence every code, is the same integer; only the
+    memory order changes. ``tc_rvq_search`` prunes codewords with a bound on the dims it has not
+    summed yet: with the largest dims first that bound is tighter sooner.
+    """
+    last = enc.layers[-1]
+    if last.op != "pointwise" or last.weight.shape[0] != enc.codebooks.shape[2]:
+        return enc
+    energy = (enc.codebooks.astype(np.int64) ** 2).sum(axis=(0, 1))
+    order = np.argsort(-energy, kind="stable")
+    layer = dataclasses.replace(last, weight=last.weight[order],
+                                bias=None if last.bias is None else last.bias[order])
+    return dataclasses.replace(enc, layers=[*enc.layers[:-1], layer], codebooks=enc.codebooks[:, :, order],
+                               states={})
+
+
+def rvq_checks(dim: int) -> int:
+    """Pruning checks per codeword in ``tc_rvq_search`` (0: a plain full search)."""
+    checks = dim // RVQ_SEGMENT - 1 if dim % RVQ_SEGMENT == 0 else 0
+    return checks if 0 < checks <= MAX_RVQ_CHECKS else 0
+
+
+def scratch_bytes(enc: Int8Encoder, length: dict) -> int:
+    """Scratch for ``tc_pointwise`` (int16 copy of its input, a chunk of rows at a time): at least
+    4 rows of the widest input, at most what the largest input needs."""
+    pw = [(length[layer.output], enc.channels[layer.inputs[0]]) for layer in enc.layers if layer.op == "pointwise"]
+    if not pw:
+        return 0
+    need = max(2 * _align(t) * c for t, c in pw)
+    return _align(min(need, max(SCRATCH_MIN_BYTES, 8 * max(c for _, c in pw))))
+
+
 def plan_arena(enc: Int8Encoder) -> dict:
     """Byte offsets of every tensor (frame-sized, time-major) in the one static arena.
 
     Returns:
         dict: ``data`` (tensor id -> offset of its current-frame rows), ``buffer`` (tensor id ->
-        offset of its buffer incl. history rows), ``norms``, ``residual``, ``bytes`` (total).
+        offset of its buffer incl. history rows), ``scratch``/``scratch_bytes``, ``norms``,
+        ``tail_norms`` (0: none), ``residual``, ``bytes`` (total), for the C table's graph
+        (:func:`fuse_relu` of ``enc``; fusing a fused graph changes nothing).
     """
+    length = {0: enc.hop_length}  # every tensor of the Python graph, fused away or not
+    for layer in enc.layers:
+        length[layer.output] = length[layer.inputs[0]] // layer.stride
+    enc = fuse_relu(enc)[0]
     n = len(enc.layers)
-    length, history, elem = {0: enc.hop_length}, {}, {0: 2}
+    history, elem = {}, {0: 2}
     last_use = {0: 0}
     for i, layer in enumerate(enc.layers):
-        t_in = length[layer.inputs[0]]
-        length[layer.output] = t_in // layer.stride
         elem[layer.output] = 1
         for t in layer.inputs:
             last_use[t] = i
@@ -78,21 +160,29 @@ def plan_arena(enc: Int8Encoder) -> dict:
         buffer[t] = offset
     top = max(e for _, e, _, _ in live)
     data = {t: buffer[t] + history.get(t, 0) * enc.channels[t] * elem[t] for t in buffer}
-    norms = _align(top)
-    residual = norms + enc.n_q * enc.codebooks.shape[1] * 4
-    total = _align(residual + enc.codebooks.shape[2] * 2)
-    return {"data": data, "buffer": buffer, "length": length, "norms": norms, "residual": residual,
-            "bytes": total}
+    n_q, k, d = enc.codebooks.shape
+    scratch = _align(top)
+    scratch_size = scratch_bytes(enc, length)
+    norms = scratch + scratch_size
+    tails = norms + n_q * k * 4
+    tail_size = _align(n_q * k * rvq_checks(d) * 2)
+    residual = tails + tail_size
+    total = _align(residual + d * 2)
+    return {"data": data, "buffer": buffer, "length": length, "scratch": scratch, "scratch_bytes": scratch_size,
+            "norms": norms, "tail_norms": tails if tail_size else 0, "residual": residual, "bytes": total}
 
 
 def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 24) -> str:
+    """A C array definition; word-aligned, as the kernels' word loads (LDRD, LDM) expect."""
     flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
     lines = [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)]
-    return f"static const {ctype} {name}[{len(flat)}] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
+    return (f"static const {ctype} {name}[{len(flat)}] TC_ALIGNED = {{\n  " + ",\n  ".join(lines)
+            + "\n};\n")
 
 
 def write_model_header(enc: Int8Encoder, path: Path) -> dict:
     """Write ``tinycodec_model.h``; returns the arena plan and the flash estimate."""
+    enc, relu = fuse_relu(order_dims(enc))
     plan = plan_arena(enc)
     parts, rows, flash = [], [], 0
     for i, layer in enumerate(enc.layers):
@@ -107,7 +197,8 @@ def write_model_header(enc: Int8Encoder, path: Path) -> dict:
         kernel = 1 if layer.weight is None or layer.op == "pointwise" else layer.weight.shape[-1]
         c_in, c_out = enc.channels[layer.inputs[0]], enc.channels[layer.output]
         in2 = plan["data"][layer.inputs[1]] if len(layer.inputs) > 1 else 0
-        rows.append(f"  {{{OPS[layer.op]}, {layer.shift}, {layer.shift_a}, {layer.shift_b}, {c_in}, {c_out}, "
+        flags = "TC_LAYER_RELU" if relu[i] else "0"
+        rows.append(f"  {{{OPS[layer.op]}, {layer.shift}, {layer.shift_a}, {layer.shift_b}, {flags}, {c_in}, {c_out}, "
                     f"{kernel}, {layer.stride}, {layer.dilation}, {layer.history}, "
                     f"{plan['length'][layer.output]}, {plan['buffer' if layer.history else 'data'][layer.inputs[0]]}u, {in2}u, "
                     f"{plan['data'][layer.output]}u, {w}, {b}}},  /* {i} {layer.name} */")
@@ -119,7 +210,7 @@ def write_model_header(enc: Int8Encoder, path: Path) -> dict:
         f"#define TC_MODEL_PRESET \"{enc.preset}\"", f"#define TC_HOP_LENGTH {enc.hop_length}",
         f"#define TC_SAMPLE_RATE {enc.sample_rate}", f"#define TC_N_Q {n_q}", f"#define TC_CODEBOOK_SIZE {k}",
         f"#define TC_DIM {d}", f"#define TC_N_LAYERS {len(enc.layers)}",
-        f"#define TC_ARENA_BYTES {plan['bytes']}u  /* the one static arena: buffers + state + norms */",
+        f"#define TC_ARENA_BYTES {plan['bytes']}u  /* the one static arena: buffers + state + scratch + norms */",
         f"#define TC_FLASH_BYTES_ESTIMATE {flash}u  /* weights, biases, codebooks, layer table */", "",
         *parts,
         _c_array("int8_t", "tc_codebooks", enc.codebooks, 32),
@@ -128,10 +219,13 @@ def write_model_header(enc: Int8Encoder, path: Path) -> dict:
         "static const tc_model_t tinycodec_model = {",
         f"  TC_MODEL_PRESET, {enc.hop_length}, {enc.sample_rate}, {n_q}, {k}, {d}, TC_N_LAYERS, tc_layers,",
         f"  tc_codebooks, tc_cb_shifts, {enc.z_shift}, TC_ARENA_BYTES, {plan['data'][0]}u, "
-        f"{plan['data'][enc.output]}u, {plan['norms']}u, {plan['residual']}u",
+        f"{plan['data'][enc.output]}u, {plan['norms']}u, {plan['residual']}u, {plan['tail_norms']}u, "
+        f"{plan['scratch']}u, {plan['scratch_bytes']}u",
         "};", "", "#endif /* TINYCODEC_MODEL_H */", ""]
     path.write_text("\n".join(text))
-    return {"arena_bytes": plan["bytes"], "flash_bytes_estimate": flash}
+    return {"arena_bytes": plan["bytes"], "flash_bytes_estimate": flash, "c_layers": len(enc.layers),
+            "scratch_bytes": plan["scratch_bytes"],
+            "rvq_tail_norm_bytes": plan["residual"] - plan["tail_norms"] if plan["tail_norms"] else 0}
 
 
 def golden_vectors(enc: Int8Encoder, root: str | Path = "data/demo") -> list[dict]:
@@ -153,7 +247,8 @@ def golden_vectors(enc: Int8Encoder, root: str | Path = "data/demo") -> list[dic
 
 def write_golden_header(enc: Int8Encoder, golden: list[dict], path: Path) -> None:
     parts = [f"/* Golden vectors from the Python int8 reference, preset '{enc.preset}'. Do not edit. */",
-             "#ifndef TINYCODEC_GOLDEN_H", "#define TINYCODEC_GOLDEN_H", "#include <stdint.h>", ""]
+             "#ifndef TINYCODEC_GOLDEN_H", "#define TINYCODEC_GOLDEN_H", "#include <stdint.h>",
+             "#ifndef TC_ALIGNED", "#define TC_ALIGNED", "#endif", ""]
     for g in golden:
         n = g["name"]
         parts += [f"#define TC_GOLDEN_{n.upper()}_SAMPLES {len(g['pcm'])}",

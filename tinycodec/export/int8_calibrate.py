@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinycodec.export.int8 import PCM_EXPONENT, Int8Encoder, Int8Layer
-from tinycodec.modules import ResidualUnit, StreamingConv1d, StreamingSeparableConv1d
+from tinycodec.modules.graph import extract_graph
 
 logger = logging.getLogger(__name__)
 
@@ -59,54 +59,6 @@ def _robust_max(v: torch.Tensor) -> float:
     a = a[:: max(1, a.size // 400_000)]  # a strided subsample is plenty for a 1e-4 tail
     k = min(a.size - 1, int(CLIP_QUANTILE * a.size))
     return float(np.partition(a, k)[k])
-
-
-def extract_graph(encoder: nn.Module) -> tuple[list[dict], dict[int, int]]:
-    """Flatten a SEANet encoder into float layers (dicts) on tensor ids; tensor 0 is the input.
-
-    Returns:
-        tuple: layers (op, inputs, output, conv module, history) and channels per tensor id.
-    """
-    layers: list[dict] = []
-    channels = {0: 1}
-
-    def add(op: str, inputs: list[int], c_out: int, conv: nn.Conv1d | None = None, history: int = 0,
-            name: str = "") -> int:
-        out = len(channels)
-        channels[out] = c_out
-        layers.append(dict(op=op, inputs=inputs, output=out, conv=conv, history=history, name=name))
-        return out
-
-    def visit(m: nn.Module, x: int, name: str) -> int:
-        if isinstance(m, StreamingSeparableConv1d):
-            return visit(m.pointwise, visit(m.depthwise, x, name + ".depthwise"), name + ".pointwise")
-        if isinstance(m, StreamingConv1d):
-            conv = m.conv
-            c_in, c_out, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
-            if conv.groups == c_in and c_in == c_out and c_in > 1:
-                op = "depthwise"
-            elif conv.groups == 1 and k == 1 and conv.stride[0] == 1:
-                op = "pointwise"
-            elif conv.groups == 1:
-                op = "conv1d"
-            else:
-                raise ValueError(f"{name}: grouped conv with groups={conv.groups} is not supported")
-            return add(op, [x], c_out, conv, m.padding, name)
-        if isinstance(m, nn.ReLU):
-            return add("relu", [x], channels[x], name=name)
-        if isinstance(m, ResidualUnit):
-            y = visit(m.block, x, name + ".block")
-            return add("residual_add", [x, y], channels[x], name=name)
-        if isinstance(m, nn.Sequential):
-            for child_name, child in m.named_children():
-                x = visit(child, x, f"{name}.{child_name}" if name else child_name)
-            return x
-        if hasattr(m, "layers"):
-            return visit(m.layers, x, name)
-        raise ValueError(f"{name}: {type(m).__name__} has no int8 equivalent (ELU? use TinyStream)")
-
-    visit(encoder, 0, "")
-    return layers, channels
 
 
 def equalization_pairs(layers: list[dict]) -> list[tuple[nn.Conv1d, nn.Conv1d]]:
@@ -213,6 +165,10 @@ def quantize_encoder(model: nn.Module, calib_wavs=None, preset: str = "", equali
     Returns:
         Int8Encoder: ready for ``encode`` / ``encode_frame``.
     """
+    if getattr(model.config, "encoder_int8", False):  # the deployed encoder: its tables, not a new calibration
+        from tinycodec.export.qat import int8_encoder_of
+
+        return int8_encoder_of(model.eval(), preset)
     model = model.eval()
     sr, hop = model.config.sample_rate, model.config.hop_length
     pcms = _as_pcm_list(default_calib_wavs() if calib_wavs is None else calib_wavs, sr)

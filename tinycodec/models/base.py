@@ -12,6 +12,8 @@ from torch import Tensor
 
 from tinycodec.models.config import CONFIG_CLASSES, CodecConfig, get_preset
 from tinycodec.modules import SEANetDecoder, SEANetEncoder, StreamingModule, pad_to_multiple
+from tinycodec.modules.int8_exact import Int8ExactEncoder
+from tinycodec.modules.server_decoder import ServerDecoder
 from tinycodec.quantization import QuantizerStats, ResidualVectorQuantizer
 
 
@@ -64,12 +66,13 @@ class CodecModel(StreamingModule):
         self.config = config
         arch = dict(C=config.C, D=config.D, strides=config.strides, dilations=config.dilations,
                     kernel_size=config.kernel_size, activation=config.activation, separable=config.separable)
-        self.encoder = SEANetEncoder(**arch)
-        self.decoder = SEANetDecoder(**arch)
+        encoder = SEANetEncoder(**arch)
+        self.encoder = Int8ExactEncoder(encoder) if config.encoder_int8 else encoder
+        self.decoder = make_decoder(config)
         self.quantizer = ResidualVectorQuantizer(
             config.D, config.num_quantizers, config.codebook_size, config.quantizer_dropout,
             decay=config.ema_decay, kmeans_init=config.kmeans_init, kmeans_iters=config.kmeans_iters,
-            threshold_ema_dead_code=config.threshold_ema_dead_code)
+            threshold_ema_dead_code=config.threshold_ema_dead_code, dead_code_window=config.dead_code_window)
 
     # -- construction ----------------------------------------------------------------
     @classmethod
@@ -153,6 +156,16 @@ class CodecModel(StreamingModule):
         quantized, codes, commitment = self.quantizer(z, n_q)
         recon = self.decoder(quantized)[..., :length]
         return CodecOutput(recon, codes, commitment, self.quantizer.last_stats)
+
+
+def make_decoder(config: CodecConfig) -> StreamingModule:
+    """The decoder ``config.decoder`` names: ``"mirror"`` (SEANet, mirrors the encoder) or ``"server"``
+    (:class:`~tinycodec.modules.server_decoder.ServerDecoder`). Both map [B, D, F] -> [B, 1, F * hop]."""
+    if config.decoder == "server":
+        return ServerDecoder(config.D, config.hop_length, config.decoder_dim, config.decoder_layers,
+                             config.decoder_n_fft or None)
+    return SEANetDecoder(C=config.C, D=config.D, strides=config.strides, dilations=config.dilations,
+                         kernel_size=config.kernel_size, activation=config.activation, separable=config.separable)
 
 
 MODEL_CLASSES: dict[str, type[CodecModel]] = {}

@@ -13,6 +13,10 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+# decoders a config can name (see tinycodec.models.base.make_decoder)
+DECODERS = {"mirror": "SEANet mirror of the encoder (book chapter 02)",
+            "server": "frame-rate ConvNeXt blocks + causal iSTFT head (Vocos-style, 1-5 M parameters)"}
+
 
 @dataclass
 class CodecConfig:
@@ -33,7 +37,14 @@ class CodecConfig:
     ema_decay: float = 0.99  # codebook EMA decay
     kmeans_init: bool = True  # k-means on the first training batch
     kmeans_iters: int = 10
-    threshold_ema_dead_code: float = 2.0  # EMA count below this -> code re-seeded
+    threshold_ema_dead_code: float = 2.0  # fewer uses than this within the window -> code re-seeded
+    dead_code_window: float = 32.0  # that window, in frames per code (32 * codebook_size frames)
+    # the two halves of the asymmetric codec, chosen independently
+    encoder_int8: bool = False  # encoder computed in the firmware's exact int8 arithmetic (ReLU models)
+    decoder: str = "mirror"  # "mirror": SEANet mirror of the encoder | "server": ConvNeXt + iSTFT head
+    decoder_dim: int = 256  # server decoder: ConvNeXt width
+    decoder_layers: int = 8  # server decoder: ConvNeXt blocks
+    decoder_n_fft: int = 0  # server decoder: FFT size of its head (0: 4 * hop_length)
 
     def __post_init__(self) -> None:
         self.strides = [int(s) for s in self.strides]
@@ -42,6 +53,10 @@ class CodecConfig:
             raise ValueError(f"codebook_size must be a power of two >= 2, got {self.codebook_size}")
         if min(self.C, self.D, self.num_quantizers, *self.strides) < 1:
             raise ValueError("C, D, num_quantizers and strides must be positive")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {self.decoder!r}; choose from {list(DECODERS)}")
+        if self.encoder_int8 and self.activation != "relu":
+            raise ValueError("encoder_int8 needs activation='relu' (the int8 arithmetic has no ELU)")
 
     @property
     def hop_length(self) -> int:

@@ -49,6 +49,8 @@ class _ConvTrState(State):
 # Up to this many output frames, depthwise convs use a multiply-and-sum path instead of
 # the grouped-conv kernel, whose fixed per-call cost dominates one-frame streaming.
 FAST_PATH_MAX_FRAMES = 512
+# benchmarks/bench_training.py switches this on to measure the old behaviour (fast path under autograd)
+FAST_PATH_UNDER_AUTOGRAD = False
 
 
 def causal_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
@@ -122,7 +124,10 @@ class StreamingConv1d(StreamingModule):
         x = torch.cat([state.previous, x], dim=-1) if state.previous.shape[-1] else x
         s = self.stride
         n_frames = max(0, (x.shape[-1] - self.k_eff) // s + 1)
-        if 0 < n_frames <= FAST_PATH_MAX_FRAMES and self._is_depthwise:
+        # the multiply-and-sum path saves per-call overhead in inference; under autograd its
+        # backward is 5-7x slower than the conv kernel's, so training uses the kernel
+        recording = torch.is_grad_enabled() and self.conv.weight.requires_grad and not FAST_PATH_UNDER_AUTOGRAD
+        if 0 < n_frames <= FAST_PATH_MAX_FRAMES and self._is_depthwise and not recording:
             y = self._depthwise_few_frames(x, n_frames)
         elif n_frames > 0:
             y = self.conv(x[..., : (n_frames - 1) * s + self.k_eff])
@@ -202,7 +207,8 @@ class StreamingConvTranspose1d(StreamingModule):
         n_out = x.shape[-1] * self.stride
         if x.shape[-1] == 0:
             return x.new_zeros(x.shape[0], self.convtr.out_channels, 0)
-        if x.shape[-1] <= FAST_PATH_MAX_FRAMES and self._is_depthwise_multiple:
+        recording = torch.is_grad_enabled() and self.convtr.weight.requires_grad and not FAST_PATH_UNDER_AUTOGRAD
+        if x.shape[-1] <= FAST_PATH_MAX_FRAMES and self._is_depthwise_multiple and not recording:
             y = self._depthwise_few_frames(x)
         else:
             y = self.convtr(x)  # [B, C_out, (N - 1) * s + k]

@@ -34,37 +34,39 @@ def load_weights(path: str | Path):
         CodecModel in eval mode, with ``model_id`` set from the metadata.
 
     Raises:
-        ValueError: the file is not a tinycodec weights file, or its tensors do not fit its config.
+        CheckpointError: (a ValueError) not a readable tinycodec weights file, or its config or
+            tensors are malformed: unknown field, wrong type, shape mismatch, non-finite weights,
+            a model beyond the size limit (one line each).
     """
     import torch
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     from tinycodec.models import build_model
+    from tinycodec.train.checkpoint import TRAINING_ONLY_BUFFERS
+    from tinycodec.train.validate import CheckpointError, build_on_meta, check_state
 
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         state = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"{path}: not a readable safetensors file ({reason})") from None
     if meta.get("format") != "tinycodec" or "family" not in meta or "config" not in meta:
-        raise ValueError(f"{path} has no tinycodec metadata (format, family, config); "
-                         "write it with tinycodec.export_weights")
-    from tinycodec.train.checkpoint import TRAINING_ONLY_BUFFERS
-
-    model = build_model(meta["family"], json.loads(meta["config"]))
+        raise CheckpointError(f"{path} has no tinycodec metadata (format, family, config); "
+                              "write it with tinycodec.export_weights")
+    try:
+        config = json.loads(meta["config"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: its config metadata is not JSON ({exc})") from None
+    shapes = build_on_meta(meta["family"], config, str(path)).state_dict()
+    check_state(shapes, state, str(path), optional=TRAINING_ONLY_BUFFERS)
+    model = build_model(meta["family"], config)
     # float16 files come back as float32; a file without the EMA statistics restarts them below
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not match their config: {exc}") from exc
-    not_optional = [k for k in missing if not k.endswith(TRAINING_ONLY_BUFFERS)]
-    if not_optional or unexpected:
-        raise ValueError(f"{path}: weights do not match their config: missing {not_optional[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+    missing, _ = model.load_state_dict(state, strict=False)
     with torch.no_grad():
         for key in missing:  # a fresh codebook's statistics: counts of one, sums equal to the codes
             if key.endswith(".embed_avg"):
@@ -72,21 +74,24 @@ def load_weights(path: str | Path):
             else:
                 model.get_buffer(key).fill_(1.0)
     model.model_id = meta.get("name") or meta["family"]
-    model.checkpoint_step = int(meta.get("step", 0))
+    try:
+        model.checkpoint_step = int(meta.get("step", 0))
+    except ValueError:
+        raise CheckpointError(f"{path}: step metadata {meta.get('step')!r} is not an integer") from None
     return model.eval()
 
 
 def load_pretrained(name: str):
-    """A shipped reference model, e.g. ``load_pretrained("tiny")``.
+    """A shipped reference model, e.g. ``load_pretrained("tiny")``: only the names ``list_pretrained()``
+    gives are accepted (never a path).
 
     Raises:
         ValueError: no such shipped model (the message lists the ones that exist).
     """
-    path = PRETRAINED_DIR / f"{name}.safetensors"
-    if not path.exists():
-        have = ", ".join(list_pretrained()) or "none yet"
-        raise ValueError(f"no shipped reference model {name!r} (shipped: {have})")
-    model = load_weights(path)
+    shipped = list_pretrained()
+    if not isinstance(name, str) or name not in shipped:
+        raise ValueError(f"no shipped reference model {name!r} (shipped: {', '.join(shipped) or 'none yet'})")
+    model = load_weights(PRETRAINED_DIR / f"{name}.safetensors")
     model.model_id = name
     return model
 

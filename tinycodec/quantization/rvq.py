@@ -29,12 +29,14 @@ class QuantizerStats:
         perplexity (Tensor): [N_q] ``exp(entropy)`` of the code histogram (max ``codebook_size``).
         commitment (Tensor): [N_q] commitment loss of each quantizer.
         n_q (Tensor): [B] number of quantizers each example used.
+        replaced (Tensor): [N_q] codes re-seeded as dead by this pass (training only, else 0).
     """
 
     usage: Tensor
     perplexity: Tensor
     commitment: Tensor
     n_q: Tensor
+    replaced: Tensor | None = None
 
 
 def code_statistics(indices: Tensor, codebook_size: int) -> tuple[float, float]:
@@ -56,19 +58,19 @@ class ResidualVectorQuantizer(nn.Module):
         num_quantizers (int): N_q.
         codebook_size (int): K of every quantizer.
         quantizer_dropout (bool): draw ``n_q ~ U{1..N_q}`` per example in training.
-        decay, epsilon, kmeans_init, kmeans_iters, threshold_ema_dead_code: see
-            :class:`EMAVectorQuantizer`.
+        decay, epsilon, kmeans_init, kmeans_iters, threshold_ema_dead_code, dead_code_window:
+            see :class:`EMAVectorQuantizer`.
     """
 
     def __init__(self, dim: int, num_quantizers: int, codebook_size: int, quantizer_dropout: bool = False,
                  decay: float = 0.99, epsilon: float = 1e-5, kmeans_init: bool = True, kmeans_iters: int = 10,
-                 threshold_ema_dead_code: float = 2.0) -> None:
+                 threshold_ema_dead_code: float = 2.0, dead_code_window: float = 32.0) -> None:
         super().__init__()
         self.dim, self.num_quantizers, self.codebook_size = dim, num_quantizers, codebook_size
         self.quantizer_dropout = quantizer_dropout
         self.layers = nn.ModuleList(
             EMAVectorQuantizer(dim, codebook_size, decay, epsilon, kmeans_init, kmeans_iters,
-                               threshold_ema_dead_code)
+                               threshold_ema_dead_code, dead_code_window)
             for _ in range(num_quantizers)
         )
         self.last_stats: QuantizerStats | None = None
@@ -137,10 +139,11 @@ class ResidualVectorQuantizer(nn.Module):
             per_example = torch.full((B,), self.num_quantizers, device=z.device, dtype=torch.long)
         n_levels = int(per_example.max())
         residual, quantized = z, torch.zeros_like(z)
-        codes, commits, usage, perplexity = [], [], [], []
+        codes, commits, usage, perplexity, replaced = [], [], [], [], []
         for i, layer in enumerate(self.layers[:n_levels]):
             mask = per_example > i  # [B]
             q, idx, commit = layer(residual, mask)
+            replaced.append(layer.last_replaced if self.training else 0)
             m = mask[:, None, None].to(z.dtype)
             # accumulate hard codes; one straight-through at the end keeps d(out)/dz = I
             quantized = quantized + q.detach() * m
@@ -153,6 +156,7 @@ class ResidualVectorQuantizer(nn.Module):
             perplexity.append(p)
         quantized = z + (quantized - z).detach()
         commitment = torch.stack(commits)
+        replaced += [0] * (self.num_quantizers - len(replaced))
         self.last_stats = QuantizerStats(torch.tensor(usage), torch.tensor(perplexity),
-                                         commitment.detach(), per_example)
+                                         commitment.detach(), per_example, torch.tensor(replaced))
         return quantized, torch.stack(codes, dim=1), commitment.sum()

@@ -9,13 +9,28 @@ exponential moving averages instead of gradients (van den Oord et al. 2017, App.
     e_k   =  m_k / n~_k                                                   (embed)
 
 Counts and sums are all-reduced over ranks when torch.distributed is initialised, so
-every rank holds the same codebook. A code whose ``n_k`` falls below
-``threshold_ema_dead_code`` is re-seeded with a random frame of the current batch.
+every rank holds the same codebook.
+
+Dead codes. ``n_k`` above tracks *per-step* counts: with 256 frames per step and 512
+codes it averages 0.5, so a per-step threshold (EnCodec's 2, which assumes thousands of
+frames per step) would call almost every code dead and re-seed it at every step, and the
+decoder could never learn what the codes mean. We count uses over a *window of frames*
+instead, independent of the batch size::
+
+    u_k <- exp(-N / W) * u_k + #{frames assigned to k}     (usage; N frames this step)
+
+``u_k`` is about ``p_k * W`` for a code used with probability ``p_k``; with
+``W = dead_code_window * K`` a uniformly used code scores ``dead_code_window``. A code is
+dead when ``u_k < threshold_ema_dead_code``, i.e. it was used fewer than that many times
+in the last ``W`` frames, and is then re-seeded with a random frame of the current batch
+(with ``2 * threshold`` uses of grace). Once every code earns its keep, replacement stops.
 
 Notebook: book/03_quantization.md
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -103,24 +118,43 @@ class EMAVectorQuantizer(nn.Module):
         epsilon (float): Laplace smoothing constant.
         kmeans_init (bool): initialise the codebook by k-means on the first training batch.
         kmeans_iters (int): Lloyd iterations of that k-means.
-        threshold_ema_dead_code (float): codes with EMA count below this are re-seeded
-            (0 disables).
+        threshold_ema_dead_code (float): a code used fewer times than this within the last
+            ``dead_code_window * codebook_size`` frames is re-seeded (0 disables).
+        dead_code_window (float): the usage window, in frames per code (0: EnCodec's per-step
+            rule on ``cluster_size``, which re-seeds almost every code when a step has fewer frames
+            than codes; kept for comparison).
     """
 
     def __init__(self, dim: int, codebook_size: int, decay: float = 0.99, epsilon: float = 1e-5,
                  kmeans_init: bool = True, kmeans_iters: int = 10,
-                 threshold_ema_dead_code: float = 2.0) -> None:
+                 threshold_ema_dead_code: float = 2.0, dead_code_window: float = 32.0) -> None:
         super().__init__()
+        if dead_code_window < 0:
+            raise ValueError(f"dead_code_window must be >= 0, got {dead_code_window}")
         self.dim, self.codebook_size = dim, codebook_size
         self.decay, self.epsilon = decay, epsilon
         self.kmeans_iters = kmeans_iters
         self.threshold_ema_dead_code = threshold_ema_dead_code
+        self.window_frames = dead_code_window * codebook_size
         # a random (not zero) start keeps untrained models' codes informative
         embed = torch.randn(codebook_size, dim)
         self.register_buffer("embed", embed)
         self.register_buffer("embed_avg", embed.clone())
         self.register_buffer("cluster_size", torch.ones(codebook_size))
+        # uses per code over the last window_frames frames (see the module docstring)
+        self.register_buffer("usage", torch.full((codebook_size,), float(dead_code_window)))
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
+        self.last_replaced = 0  # codes re-seeded by the last training step
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights saved before the usage window existed: start with a fresh window
+        state_dict.setdefault(prefix + "usage", torch.full_like(self.usage, self.window_frames / self.codebook_size))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def reset_usage(self) -> None:
+        """Every code counts as used as often as expected (a fresh window, e.g. after loading
+        weights without training statistics)."""
+        self.usage.fill_(self.window_frames / self.codebook_size)
 
     # -- search ----------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
@@ -167,6 +201,8 @@ class EMAVectorQuantizer(nn.Module):
         # clusters k-means left empty start dead and are re-seeded by the first update
         self.cluster_size.copy_(counts)
         self.embed_avg.copy_(centres * counts[:, None])
+        # k-means' non-empty clusters start with a full window of expected use
+        self.usage.copy_((counts > 0).to(self.usage.dtype) * self.window_frames / self.codebook_size)
         self.initialized.fill_(True)
 
     @torch.no_grad()
@@ -174,6 +210,8 @@ class EMAVectorQuantizer(nn.Module):
         """One EMA step from ``frames`` [N, D] assigned to ``indices`` [N] (all ranks summed)."""
         counts = all_reduce_sum(torch.bincount(indices, minlength=self.codebook_size).to(frames.dtype))
         sums = all_reduce_sum(torch.zeros_like(self.embed).index_add_(0, indices, frames))
+        self.usage.mul_(math.exp(-float(counts.sum()) / self.window_frames) if self.window_frames > 0 else 0.0)
+        self.usage.add_(counts)
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.cluster_size.sum()
@@ -182,17 +220,21 @@ class EMAVectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def replace_dead_codes(self, frames: Tensor) -> Tensor:
-        """Re-seed codes with ``cluster_size < threshold`` from random ``frames`` [N, D].
+        """Re-seed codes used fewer than ``threshold_ema_dead_code`` times in the window
+        (``usage``) from random ``frames`` [N, D].
 
         The new code's EMA statistics are set to ``threshold`` observations of the frame,
-        so the next EMA step keeps it instead of snapping back to the stale average.
+        so the next EMA step keeps it instead of snapping back to the stale average, and its
+        usage to ``2 * threshold``: a grace period of about ``0.7 * window`` frames to win frames.
 
         Returns:
-            BoolTensor: [K] mask of replaced codes.
+            BoolTensor: [K] mask of replaced codes (its count is kept in ``last_replaced``).
         """
-        dead = self.cluster_size < self.threshold_ema_dead_code
-        # cluster_size is identical on every rank, so all ranks agree on taking this branch
+        # window 0: EnCodec's per-step rule on the EMA count (kept to measure what the window fixes)
+        dead = (self.usage if self.window_frames > 0 else self.cluster_size) < self.threshold_ema_dead_code
+        # usage is identical on every rank, so all ranks agree on taking this branch
         if self.threshold_ema_dead_code <= 0 or not bool(dead.any()):
+            self.last_replaced = 0
             return torch.zeros_like(dead)
         if frames.shape[0]:
             new = _sample_rows(frames, self.codebook_size).contiguous()
@@ -202,6 +244,8 @@ class EMAVectorQuantizer(nn.Module):
         self.embed[dead] = new[dead]
         self.cluster_size[dead] = self.threshold_ema_dead_code
         self.embed_avg[dead] = new[dead] * self.threshold_ema_dead_code
+        self.usage[dead] = 2 * self.threshold_ema_dead_code
+        self.last_replaced = int(dead.sum())
         return dead
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:

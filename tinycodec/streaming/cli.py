@@ -1,33 +1,50 @@
 """``tinycodec serve`` and ``tinycodec stream``: the loopback TCP streaming demo, or a local pipeline run.
 
+Both use one torch thread: their calls are small, and on a 2-core machine more threads only
+oversubscribe (a streaming client took 81 s with 2 threads, 10 s with 1).
+
 Notebook: book/06_streaming.md
 """
 
 from __future__ import annotations
 
-from tinycodec.streaming.net import DEFAULT_PORT
+from tinycodec.streaming.protocol import DEFAULT_PORT, Limits
 
 _MODEL_HELP = ("model spec: shipped name, preset (seeded random weights), .safetensors or checkpoint; "
                "server and client must use the same one")
 
 
 def _serve(args) -> int:
+    import logging
+
+    import torch
+
     from tinycodec.pretrained import load_model
     from tinycodec.streaming.net import serve
 
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(1)
     model = load_model(args.model, args.seed)
+    limits = Limits(max_clients=args.max_clients, frame_timeout=args.frame_timeout, max_seconds=args.max_seconds)
     results = serve(model, args.host, args.port, clients=args.clients, output=args.output, timeout=args.timeout,
+                    limits=limits,
                     ready=lambda port: print(f"listening on {args.host}:{port} ({args.model})", flush=True))
     for r in results:
         print(f"received {r['packets']} packets, lost {r['lost_packets']}, CRC errors {r['crc_errors']}, "
               f"concealed {r['concealed_frames']} frames; {r['wav'].numel() / r['sample_rate']:.2f} s of audio"
               + (f" -> {r['path']}" if "path" in r else ""))
+    if len(results) < args.clients:
+        print(f"no client within {args.timeout:g} s: served {len(results)} of {args.clients} streams")
+        return 1
     return 0
 
 
 def _stream(args) -> int:
+    import torch
+
     from tinycodec.pretrained import load_model
 
+    torch.set_num_threads(1)
     model = load_model(args.model, args.seed)
     if args.local is not None:  # no network: run the two-thread pipeline in-process
         import torch
@@ -58,15 +75,24 @@ def _stream(args) -> int:
 def register(subparsers) -> None:
     srv = subparsers.add_parser(
         "serve", help="decoder server for the loopback streaming demo",
-        description="Listen on a loopback address, decode packets from `tinycodec stream` clients, conceal "
-                    "lost or damaged packets, and optionally write the audio to a WAV file.")
+        description="Listen on a loopback address, decode packets from concurrent `tinycodec stream` clients "
+                    "(batched: one decoder call per tick), conceal lost or damaged packets, and optionally "
+                    "write the audio to WAV files. Clients that break the protocol or a limit are "
+                    "disconnected with a logged reason; the server goes on.")
     srv.add_argument("--model", default="tiny", help=_MODEL_HELP + " (default: tiny)")
     srv.add_argument("--seed", type=int, default=0, help="weight seed for preset models (default: 0)")
     srv.add_argument("--host", default="127.0.0.1", help="loopback address (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default: {DEFAULT_PORT})")
     srv.add_argument("--clients", type=int, default=1, help="clients to serve before exiting (default: 1)")
     srv.add_argument("--output", "-o", default=None, help="write the decoded audio here (WAV)")
-    srv.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a client (default: 60)")
+    srv.add_argument("--timeout", type=float, default=60.0,
+                     help="stop when no client is connected for this many seconds (default: 60)")
+    srv.add_argument("--max-clients", type=int, default=Limits.max_clients,
+                     help=f"clients served at once; more are refused (default: {Limits.max_clients})")
+    srv.add_argument("--frame-timeout", type=float, default=Limits.frame_timeout,
+                     help=f"seconds for each whole frame of a client (default: {Limits.frame_timeout:g})")
+    srv.add_argument("--max-seconds", type=float, default=Limits.max_seconds,
+                     help=f"longest stream in seconds of audio (default: {Limits.max_seconds:g})")
     srv.set_defaults(func=_serve)
 
     st = subparsers.add_parser(

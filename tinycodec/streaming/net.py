@@ -1,253 +1,340 @@
-"""Loopback TCP demo: the device sends bitstream ``Packet``s, the server decodes and conceals losses.
+"""Loopback TCP demo: devices send bitstream ``Packet``s, one server decodes them all, concealing losses.
 
-Wire format: a sequence of frames, each ``u32 length (little-endian) + body``. The first body is
-a hello (``HELLO``: sync ``b"TH"``, version, sample_rate, hop_length, n_q, bits,
-frames_per_packet, total samples, weights hash), so the server refuses a client whose model
-differs; every later body is one ``tinycodec.bitstream.Packet``. The client can drop or corrupt
-packets on purpose (``loss_rate``, ``corrupt_rate``) to simulate a lossy radio link: the server
-detects a gap from the sequence number and a damaged packet from its CRC, and conceals the missing
-frames by repeating the last good frame's codes with a decaying gain (silence after a few
-frames), so a lost packet costs a glitch, never a crash, and the output keeps its length.
-Only loopback addresses are accepted: this is a demo, not a service.
+::
+
+    client 1 --hello, packets--\\                       /--> Session 1 --\\
+    client 2 --hello, packets---> asyncio (one thread) ---> Session 2 ---> ticker --> BatchDecoder
+    client N --hello, packets--/   limits, deadlines   \\--> Session N --/   (one decoder call per tick,
+                                                                          in one worker thread)
+
+The wire format and the limits are in :mod:`tinycodec.streaming.protocol`. The server serves up to
+``Limits.max_clients`` clients at once; each must finish its hello within ``hello_timeout`` and
+each later frame within ``frame_timeout`` (whole frames, not single ``recv`` calls), and its whole
+stream by a deadline set by its length. Every header field is checked before anything is allocated;
+a client that breaks a rule is disconnected with a logged one-line reason and the server goes on.
+Decoding is batched: every tick, the frames all clients have sent go through the decoder in one
+call (:class:`tinycodec.streaming.batch.BatchDecoder`), with one torch thread (more threads only
+oversubscribe a small machine). Only loopback addresses are accepted: this is a demo, not a service.
 
 Notebook: book/06_streaming.md
 """
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
+import concurrent.futures
 import logging
-import math
+import queue
 import socket
-import struct
+import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tinycodec.bitstream import BitstreamError, Packet, bits_per_code, weights_hash
+from tinycodec.bitstream import Packet, bits_per_code
+from tinycodec.streaming.batch import BatchDecoder
+from tinycodec.streaming.protocol import (
+    DEFAULT_PORT,
+    HELLO,
+    LENGTH,
+    Hello,
+    Limits,
+    ModelInfo,
+    ProtocolError,
+    check_hello,
+    check_loopback,
+    max_body,
+    send_frame,
+)
+from tinycodec.streaming.session import Session
 from tinycodec.streaming.source import hop_chunks
+
+__all__ = ["DEFAULT_PORT", "Limits", "ProtocolError", "StreamServer", "check_loopback", "loopback", "send_file",
+           "serve"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PORT = 7341
-HELLO = struct.Struct("<2sBIHBBHI8s")  # sync, version, sample_rate, hop, n_q, bits, frames/packet, T, hash
-HELLO_SYNC = b"TH"
-HELLO_VERSION = 1
-LENGTH = struct.Struct("<I")
-MAX_FRAME_BYTES = 1 << 20
 
-
-def check_loopback(host: str) -> str:
-    """Raise ValueError unless ``host`` is a loopback address (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+async def _read_frame(reader: asyncio.StreamReader, limit: int) -> bytes | None:
+    """One frame body; None on a clean EOF before its first byte. The length is checked first."""
     try:
-        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError(f"host must be a loopback address (127.0.0.1, ::1, localhost), got {host!r}")
-    return host
-
-
-def _send_frame(sock: socket.socket, body: bytes) -> None:
-    sock.sendall(LENGTH.pack(len(body)) + body)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
-    """``n`` bytes, or None on a clean EOF before the first byte."""
-    buf = bytearray()
-    while len(buf) < n:
-        part = sock.recv(n - len(buf))
-        if not part:
-            if buf:
-                raise ConnectionError(f"connection closed mid-frame ({len(buf)} of {n} bytes)")
+        head = await reader.readexactly(LENGTH.size)
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
             return None
-        buf += part
-    return bytes(buf)
-
-
-def _recv_frame(sock: socket.socket) -> bytes | None:
-    head = _recv_exact(sock, LENGTH.size)
-    if head is None:
-        return None
+        raise ProtocolError(f"connection closed inside a frame header ({len(exc.partial)} of 4 bytes)") from None
     (size,) = LENGTH.unpack(head)
-    if size > MAX_FRAME_BYTES:
-        raise ConnectionError(f"frame of {size} bytes exceeds the {MAX_FRAME_BYTES} byte limit")
-    body = _recv_exact(sock, size)
-    if body is None:
-        raise ConnectionError("connection closed after a frame header")
-    return body
-
-
-class Concealer:
-    """Stateful decoder that fills sequence gaps: repeat the last good codes with a decaying gain.
-
-    Args:
-        model: codec model, inside its ``streaming(1)`` block (the caller opens it).
-        n_q (int): quantizers per frame.
-        decay (float): gain factor per concealed frame (0.5: -6 dB per frame).
-        max_frames (int): after this many consecutive concealed frames, output silence.
-    """
-
-    def __init__(self, model, n_q: int, decay: float = 0.5, max_frames: int = 5) -> None:
-        self.model, self.n_q, self.decay, self.max_frames = model, n_q, decay, max_frames
-        self.last: torch.Tensor | None = None  # [1, n_q, 1] last good frame
-        self.run = 0  # consecutive concealed frames so far
-        self.concealed = 0
-
-    @torch.no_grad()
-    def good(self, codes: torch.Tensor) -> torch.Tensor:
-        """Decode received codes [1, n_q, F] -> [F * hop_length]."""
-        self.last, self.run = codes[..., -1:], 0
-        return self.model.decode(codes)[0, 0]
-
-    @torch.no_grad()
-    def conceal(self, frames: int) -> torch.Tensor:
-        """Audio for ``frames`` lost frames -> [frames * hop_length]."""
-        hop = self.model.hop_length
-        self.concealed += frames
-        if self.last is None:  # nothing heard yet: silence, decoder state untouched
-            return torch.zeros(frames * hop)
-        wav = self.model.decode(self.last.expand(-1, -1, frames))[0, 0]
-        k = torch.arange(self.run + 1, self.run + frames + 1, dtype=torch.float32)
-        gain = torch.where(k <= self.max_frames, self.decay ** k, torch.zeros(()))
-        self.run += frames
-        return wav * gain.repeat_interleave(hop)
+    if size > limit:
+        raise ProtocolError(f"frame of {size} bytes exceeds the {limit} byte limit")
+    try:
+        return await reader.readexactly(size)
+    except asyncio.IncompleteReadError as exc:
+        raise ProtocolError(f"connection closed mid-frame ({len(exc.partial)} of {size} bytes)") from None
 
 
 class StreamServer:
     """Decoder server on a loopback address; ``port=0`` picks a free port (see ``.port``).
 
+    The socket is bound at construction; serving starts with ``start()`` (or ``with``) in a
+    background thread and runs until ``close()``. Finished streams come out of ``next_result()``.
+
     Args:
-        model: codec model with the same weights as the client's (checked by hash).
+        model: codec model with the clients' encoder (checked by hash); used by this server alone.
         host (str): loopback address.
         port (int): TCP port (0: any free one).
-        timeout (float): seconds to wait for a client or for the next frame.
-        decay, max_conceal_frames: see :class:`Concealer`.
+        timeout (float): seconds allowed for each frame (``Limits.frame_timeout``) unless ``limits`` is given.
+        decay, max_conceal_frames: concealment, see :class:`tinycodec.streaming.session.Session`.
+        limits (Limits | None): connection cap, deadlines and sizes (default ``Limits(frame_timeout=timeout)``).
+        torch_threads (int | None): torch threads while serving (restored on close); None leaves them.
+
+    Attributes:
+        rejected (deque): the last 256 ``(peer, reason)`` of connections closed before a valid hello;
+            ``rejections`` counts them all.
+        decoder (BatchDecoder): ``calls`` and ``frames`` count the batched decoding.
     """
 
     def __init__(self, model, host: str = "127.0.0.1", port: int = DEFAULT_PORT, timeout: float = 10.0,
-                 decay: float = 0.5, max_conceal_frames: int = 5) -> None:
-        self.model, self.timeout = model, timeout
-        self.decay, self.max_conceal_frames = decay, max_conceal_frames
+                 decay: float = 0.5, max_conceal_frames: int = 5, *, limits: Limits | None = None,
+                 torch_threads: int | None = 1) -> None:
+        self.model, self.decay, self.max_conceal_frames = model.eval(), decay, max_conceal_frames
+        self.limits = limits or Limits(frame_timeout=timeout)
+        self.info = ModelInfo(model)
+        self.decoder = BatchDecoder(model)
         family = socket.AF_INET6 if ":" in check_loopback(host) else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
-        self.sock.listen(1)
-        self.sock.settimeout(timeout)
+        self.sock.listen(128)
+        self.sock.setblocking(False)
         self.host, self.port = host, self.sock.getsockname()[1]
-        self._hash = weights_hash(model)
+        self.rejected: deque = deque(maxlen=256)
+        self.rejections = 0
+        self._results: queue.Queue = queue.Queue()
+        self._torch_threads, self._old_threads = torch_threads, None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._sessions: set[Session] = set()
+        self._active = 0
+        self._last_activity = time.monotonic()
 
+    # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> StreamServer:
-        return self
+        return self.start()
 
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def start(self) -> StreamServer:
+        """Serve in a background thread (idempotent)."""
+        if self._thread is None:
+            if self._torch_threads:
+                self._old_threads = torch.get_num_threads()
+                torch.set_num_threads(self._torch_threads)
+            self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="tinycodec-server",
+                                            daemon=True)
+            self._thread.start()
+            self._ready.wait(5.0)
+        return self
+
     def close(self) -> None:
+        """Stop serving, drop open connections, release the port."""
+        if self._thread is not None and self._loop is not None and self._stop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the loop has already ended
+                pass
+            self._thread.join(timeout=5.0)
         self.sock.close()
+        if self._old_threads is not None:
+            torch.set_num_threads(self._old_threads)
+            self._old_threads = None
 
-    def handle_one(self) -> dict:
-        """Accept one client and decode its stream.
+    @property
+    def active_connections(self) -> int:
+        return self._active
 
-        Returns:
-            dict: ``wav`` (Tensor [T]), ``sample_rate``, ``packets``, ``lost_packets`` (gaps),
-            ``crc_errors``, ``late``, ``concealed_frames``, ``concealed_spans`` (list of (first frame,
-            frames)), ``time_to_first_audio`` (s after the hello), ``total_time``.
+    def next_result(self, idle_timeout: float | None = None) -> dict:
+        """The next finished stream (see :meth:`Session.result`), in finishing order.
+
+        Args:
+            idle_timeout: give up when no connection has been open or active for this many seconds.
 
         Raises:
-            TimeoutError: no client, or a client went silent, within ``timeout``.
-            ValueError: the client's model does not match (hash, rate or hop).
+            TimeoutError: nothing finished and the server stayed idle for ``idle_timeout``.
         """
-        conn, _ = self.sock.accept()
-        with conn:
-            conn.settimeout(self.timeout)
-            return self._decode_connection(conn)
+        self.start()
+        while True:
+            try:
+                return self._results.get(timeout=0.05)
+            except queue.Empty:
+                idle = time.monotonic() - self._last_activity
+                if idle_timeout is not None and self._active == 0 and idle > idle_timeout:
+                    raise TimeoutError(f"no client streamed within {idle_timeout:g} s") from None
 
-    def _decode_connection(self, conn: socket.socket) -> dict:
-        model, hop = self.model, self.model.hop_length
-        hello = _recv_frame(conn)
-        if hello is None or len(hello) != HELLO.size or hello[:2] != HELLO_SYNC:
-            raise ValueError("client did not start with a valid hello")
-        _, version, sr, c_hop, n_q, bits, fpp, total, whash = HELLO.unpack(hello)
-        if version != HELLO_VERSION or sr != model.sample_rate or c_hop != hop or whash != self._hash:
-            raise ValueError(f"client model (sr={sr}, hop={c_hop}, hash={whash.hex()}) does not match the "
-                             f"server's (sr={model.sample_rate}, hop={hop}, hash={self._hash.hex()})")
-        t0 = time.perf_counter()
-        total_frames = math.ceil(total / hop) if total else None
-        out: list[torch.Tensor] = []
-        stats = dict(packets=0, lost_packets=0, crc_errors=0, late=0)
-        ttfa, expected, frames_out, spans = None, 0, 0, []
-        with model.streaming(1):
-            cc = Concealer(model, n_q, self.decay, self.max_conceal_frames)
+    def handle_one(self) -> dict:
+        """Serve until one stream finishes; its result (``next_result`` with the frame timeout as idle limit)."""
+        return self.next_result(self.limits.frame_timeout)
+
+    # -- the event loop --------------------------------------------------------------------
+    async def _main(self) -> None:
+        self._loop, self._stop, self._work = asyncio.get_running_loop(), asyncio.Event(), asyncio.Event()
+        # the decoder and its states are used from this one worker thread only
+        self._pool = pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tinycodec-decoder")
+        server = await asyncio.start_server(self._handle, sock=self.sock)
+        ticker = asyncio.create_task(self._ticker(pool))
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            ticker.cancel()
+            server.close()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _reject(self, peer, reason: str) -> None:
+        self.rejected.append((peer, reason))
+        self.rejections += 1
+        logger.warning("closing %s: %s", peer, reason)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        self._last_activity = time.monotonic()
+        if self._active >= self.limits.max_clients:
+            self._reject(peer, f"server full ({self.limits.max_clients} connections)")
+            writer.transport.abort()
+            return
+        self._active += 1
+        session, reason, cancelled = None, None, False
+        try:
+            try:
+                body = await asyncio.wait_for(_read_frame(reader, HELLO.size), self.limits.hello_timeout)
+            except asyncio.TimeoutError:
+                raise ProtocolError(f"no complete hello within {self.limits.hello_timeout:g} s") from None
+            if body is None:
+                raise ProtocolError("closed before the hello")
+            hello = Hello.parse(body)
+            max_frames = check_hello(hello, self.info, self.limits)
+            sid = await asyncio.get_running_loop().run_in_executor(self._pool, self.decoder.open)
+            session = Session(hello, max_frames, self.limits, self.info.hop_length, self.info.sample_rate,
+                              self.info.codebook_size, sid, self.decay, self.max_conceal_frames, peer)
+            self._sessions.add(session)
+            await self._stream(session, reader, max_frames)
+        except ProtocolError as exc:
+            reason = str(exc)
+        except (ConnectionError, OSError) as exc:
+            reason = f"connection lost: {exc}"
+        except asyncio.CancelledError:  # the server is closing: no result, no decoding
+            cancelled = True
+            raise
+        finally:
+            if cancelled:
+                self._sessions.discard(session)  # the decoder goes with the server
+            elif session is None:
+                self._reject(peer, reason or "closed")
+            else:
+                await self._finish(session, reason)
+            if reason:
+                writer.transport.abort()
+            else:
+                writer.close()
+            self._active -= 1
+            self._last_activity = time.monotonic()
+
+    async def _stream(self, session: Session, reader: asyncio.StreamReader, max_frames: int) -> None:
+        loop, lim = asyncio.get_running_loop(), self.limits
+        seconds = max_frames * self.info.hop_length / self.info.sample_rate
+        deadline = loop.time() + lim.frame_timeout + seconds / lim.min_speed
+        limit = max_body(session.hello)
+        while True:
+            wait = min(lim.frame_timeout, deadline - loop.time())
+            if wait <= 0:
+                raise ProtocolError(f"stream slower than {lim.min_speed:g}x real time (deadline passed)")
+            try:
+                body = await asyncio.wait_for(_read_frame(reader, limit), wait)
+            except asyncio.TimeoutError:
+                raise ProtocolError(f"no complete frame within {wait:.1f} s") from None
+            if body is None:  # clean EOF: a lost last packet, or a client that stopped
+                return
+            self._last_activity = time.monotonic()
+            last = session.receive(body)
+            self._work.set()
+            if last:
+                return
+            while session.pending_frames > lim.max_pending_frames:  # backpressure: stop reading
+                await session.drained()
+
+    async def _finish(self, session: Session, reason: str | None) -> None:
+        session.finish(reason)
+        self._work.set()
+        await session.drained()
+        self._sessions.discard(session)
+        await asyncio.get_running_loop().run_in_executor(self._pool, self.decoder.close, session.sid)
+        result = session.result()
+        if reason:
+            logger.warning("stream from %s cut after %d packets: %s", session.peer, result["packets"], reason)
+        self._results.put(result)
+
+    async def _ticker(self, pool) -> None:
+        """Whenever there is work: one batched decoder call for every session's next chunk."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._work.wait()
+            self._work.clear()
             while True:
-                body = _recv_frame(conn)
-                if body is None:
+                jobs = [(s, job) for s in list(self._sessions)
+                        if (job := s.next_job(self.limits.max_tick_frames)) is not None]
+                if not jobs:
                     break
                 try:
-                    packet = Packet.from_bytes(body)
-                except BitstreamError as exc:  # damaged: drop it, the next sequence number shows the gap
-                    stats["crc_errors"] += 1
-                    logger.debug("dropping damaged packet: %s", exc)
+                    outs = await loop.run_in_executor(pool, self.decoder.decode,
+                                                      [(s.sid, codes) for s, (codes, _) in jobs])
+                except Exception as exc:  # noqa: BLE001 - a decoder failure ends these streams, not the server
+                    logger.exception("decoder failed")
+                    for s, _ in jobs:
+                        s.abandon(f"decoder failed: {exc}")
                     continue
-                if packet.seq < expected:  # arrived after its frames were concealed
-                    stats["late"] += 1
-                    continue
-                if packet.n_q != n_q or packet.bits != bits:
-                    raise ValueError(f"packet {packet.seq} has n_q={packet.n_q}, bits={packet.bits}; "
-                                     f"hello said n_q={n_q}, bits={bits}")
-                if packet.seq > expected:
-                    stats["lost_packets"] += packet.seq - expected
-                    gap = (packet.seq - expected) * fpp
-                    spans.append((frames_out, gap))
-                    out.append(cc.conceal(gap))
-                    frames_out += gap
-                out.append(cc.good(torch.from_numpy(packet.codes)[None]))
-                frames_out += packet.frames
-                stats["packets"] += 1
-                expected = packet.seq + 1
-                if ttfa is None:
-                    ttfa = time.perf_counter() - t0
-                if packet.last:
-                    break
-            if total_frames is not None and frames_out < total_frames:  # the tail was lost
-                stats["lost_packets"] += math.ceil((total_frames - frames_out) / fpp)
-                spans.append((frames_out, total_frames - frames_out))
-                out.append(cc.conceal(total_frames - frames_out))
-        wav = torch.cat(out) if out else torch.zeros(0)
-        if total:
-            wav = wav[:total]
-        return dict(wav=wav, sample_rate=model.sample_rate, concealed_frames=cc.concealed, concealed_spans=spans,
-                    time_to_first_audio=ttfa, total_time=time.perf_counter() - t0, **stats)
+                for (s, (_, gains)), wav in zip(jobs, outs):
+                    s.deliver(wav, gains)
 
 
 def serve(model, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, clients: int = 1,
-          output: str | Path | None = None, timeout: float = 60.0, ready=None) -> list[dict]:
-    """Run a decoder server for ``clients`` connections, one after the other.
+          output: str | Path | None = None, timeout: float = 60.0, ready=None,
+          limits: Limits | None = None) -> list[dict]:
+    """Run a decoder server until ``clients`` streams ended cleanly, or none came for ``timeout`` s.
 
     Args:
-        model: codec model (same weights as the clients').
+        model: codec model (the clients' encoder).
         host, port: loopback address to listen on (``port=0``: any free port).
-        clients (int): connections to serve before returning.
-        output: if given, write each client's audio as WAV (``out.wav``, ``out_1.wav``, ...).
-        timeout (float): seconds to wait for each client and each frame.
+        clients (int): clean streams to serve before returning (cut streams are logged, not counted).
+        output: if given, write each clean stream's audio as WAV (``out.wav``, ``out_1.wav``, ...).
+        timeout (float): return early when no client is connected for this many seconds.
         ready: called with the bound port once listening (e.g. to start a client thread).
+        limits (Limits | None): per-client limits (default ``Limits()``).
 
     Returns:
-        list[dict]: one :meth:`StreamServer.handle_one` result per client.
+        list[dict]: one :meth:`Session.result` per clean stream (fewer than ``clients`` after a timeout).
     """
     results = []
-    with StreamServer(model, host, port, timeout) as server:
+    with StreamServer(model, host, port, limits=limits) as server:
         if ready is not None:
             ready(server.port)
-        for i in range(clients):
-            result = server.handle_one()
+        while len(results) < clients:
+            try:
+                result = server.next_result(idle_timeout=timeout)
+            except TimeoutError:
+                logger.warning("no client within %g s: stopping after %d of %d streams", timeout, len(results),
+                               clients)
+                break
+            if result["error"] is not None:
+                continue
             if output is not None:
                 from tinycodec.audio import save
 
-                path = Path(output)
+                i, path = len(results), Path(output)
                 path = path if i == 0 else path.with_name(f"{path.stem}_{i}{path.suffix}")
                 save(path, result["wav"][None], result["sample_rate"])
                 result["path"] = str(path)
@@ -271,13 +358,14 @@ def send_file(path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, model=Non
         seed (int): seeds the loss simulation.
         realtime (bool): send at the pace of the audio, like a microphone.
         max_duration (float | None): hard limit in seconds.
+        timeout (float): socket timeout in seconds.
 
     Returns:
-        dict: ``packets`` sent, ``dropped``, ``corrupted``, ``bytes``, ``samples``, ``frames``.
+        dict: ``packets`` sent, ``dropped``, ``corrupted``, ``bytes``, ``samples``, ``frames``, ``local_port``.
     """
     check_loopback(host)
     if model is None:
-        raise ValueError("send_file needs a model (the same weights as the server's)")
+        raise ValueError("send_file needs a model (the same encoder as the server's)")
     if not (0.0 <= loss_rate < 1.0 and 0.0 <= corrupt_rate < 1.0):
         raise ValueError(f"loss_rate and corrupt_rate must be in [0, 1), got {loss_rate}, {corrupt_rate}")
     sr, hop = model.sample_rate, model.hop_length
@@ -295,8 +383,8 @@ def send_file(path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, model=Non
     sent = dict(packets=0, dropped=0, corrupted=0, bytes=0, samples=wav.numel(), frames=0)
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one small packet per frame: no Nagle delay
-        _send_frame(sock, HELLO.pack(HELLO_SYNC, HELLO_VERSION, sr, hop, n_q, bits, frames_per_packet,
-                                     wav.numel(), weights_hash(model)))
+        sent["local_port"] = sock.getsockname()[1]
+        send_frame(sock, Hello.for_model(model, n_q, frames_per_packet, wav.numel()).pack())
         t_start, seen = time.perf_counter(), 0
         chunks = hop_chunks(wav, hop, sr, frames_per_packet)
         nxt = next(chunks, None)
@@ -321,45 +409,41 @@ def send_file(path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, model=Non
                     body[len(body) // 2] ^= 0xFF
                     body = bytes(body)
                     sent["corrupted"] += 1
-                _send_frame(sock, body)
+                send_frame(sock, body)
                 sent["packets"] += 1
                 sent["bytes"] += len(body) + LENGTH.size
     return sent
 
 
 def loopback(source, server_model, client_model, *, timeout: float = 10.0, **client_kwargs) -> tuple[dict, dict]:
-    """One round trip on 127.0.0.1: a server thread on a free port, ``send_file`` from this thread.
+    """One round trip on 127.0.0.1: a server on a free port, ``send_file`` from this thread.
 
     Args:
         source: audio file or waveform [T] (see :func:`send_file`).
-        server_model, client_model: two instances with the same weights (each streams on its own).
-        timeout (float): seconds for the server to wait for each frame.
+        server_model, client_model: two instances with the same encoder (each streams on its own).
+        timeout (float): seconds allowed for each frame, and for the result after sending.
         **client_kwargs: passed to :func:`send_file` (``loss_rate``, ``frames_per_packet``, ...).
 
     Returns:
-        (dict, dict): the server's result (:meth:`StreamServer.handle_one`) and the client's stats.
+        (dict, dict): the server's result (:meth:`Session.result`) and the client's stats.
 
     Raises:
-        Exception: whatever the server raised (e.g. ValueError for a model mismatch).
+        ProtocolError: the server refused the client (e.g. another model); the message says why.
     """
-    import threading
-
-    box: dict = {}
     with StreamServer(server_model, "127.0.0.1", 0, timeout) as server:
-        def run() -> None:
-            try:
-                box["result"] = server.handle_one()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                box["error"] = exc
-
-        thread = threading.Thread(target=run, name="tinycodec-server", daemon=True)
-        thread.start()
         try:
             sent = send_file(source, "127.0.0.1", server.port, client_model, timeout=timeout, **client_kwargs)
-        finally:
-            thread.join(timeout=2 * timeout)
-    if "error" in box:
-        raise box["error"]
-    if thread.is_alive():
-        raise TimeoutError("the loopback server did not finish")
-    return box["result"], sent
+        except OSError:  # the server may hang up first when it refuses the client
+            sent = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for _, reason in list(server.rejected):
+                raise ProtocolError(reason)
+            try:
+                result = server._results.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if result["error"] is not None:
+                raise ProtocolError(result["error"])
+            return result, sent
+    raise TimeoutError(f"the loopback server did not finish within {timeout:g} s")

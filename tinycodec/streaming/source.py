@@ -6,11 +6,16 @@ become chunks of ``chunk_frames * hop_length`` samples. The last partial chunk i
 to a multiple of ``hop_length`` exactly as the offline ``encode`` pads, and carries the
 number of real samples so the decoder can trim its output back to the input length.
 
+Files are read in blocks (``read_blocks``), mixed to mono and, at another rate, resampled block by
+block with the same polyphase filters as ``tinycodec.audio.resample`` (each output sample sees the
+same input window), so memory stays bounded by the block size however long the file is.
+
 Notebook: book/06_streaming.md
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -80,20 +85,85 @@ class HopBuffer:
         return torch.nn.functional.pad(flat, (0, pad)), flat.numel()
 
 
+def _resample_blocks(blocks: Iterable[Tensor], orig_sr: int, new_sr: int) -> Iterator[Tensor]:
+    """``resample(cat(blocks), orig_sr, new_sr)`` computed block by block (memory O(block + filter)).
+
+    ``resample`` zero-pads the signal by ``width`` in front and ``width + orig`` behind and runs one
+    strided conv1d (stride ``orig``, ``new`` phases): frame ``f`` reads padded samples
+    ``[f * orig, f * orig + K)``. Here the frames whose window is complete are computed as soon as
+    a block arrives, and the consumed samples dropped.
+    """
+    from tinycodec.audio import resample_kernel
+
+    g = math.gcd(orig_sr, new_sr)
+    orig, new = orig_sr // g, new_sr // g
+    kernel, width = resample_kernel(orig_sr, new_sr)  # [new, 1, K]
+    k = kernel.shape[-1]
+    buf, frames_done, seen, emitted = torch.zeros(width), 0, 0, 0
+
+    def run(n: int) -> Tensor:
+        y = torch.nn.functional.conv1d(buf[None, None, : (n - 1) * orig + k], kernel, stride=orig)  # [1, new, n]
+        return y[0].t().reshape(-1)
+
+    for block in blocks:
+        seen += block.numel()
+        buf = torch.cat([buf, block])
+        n = (buf.numel() - k) // orig + 1 if buf.numel() >= k else 0
+        if n > 0:
+            out = run(n)
+            buf, frames_done, emitted = buf[n * orig:], frames_done + n, emitted + out.numel()
+            yield out
+    buf = torch.cat([buf, torch.zeros(width + orig)])
+    n = seen // orig + 1 - frames_done
+    target = math.ceil(new * seen / orig)
+    if n > 0 and target > emitted:
+        yield run(n)[: target - emitted]
+
+
+def read_blocks(path, sample_rate: int | None = None, block_frames: int = 1 << 16) -> Iterator[Tensor]:
+    """Decode an audio file block by block: mono float32 [L] pieces at ``sample_rate``.
+
+    The pieces concatenated equal ``tinycodec.audio.load(path, sample_rate)[0][0]`` (to float
+    rounding where resampled); memory is O(block_frames), not O(file).
+
+    Raises:
+        AudioError: unreadable file or a decoding error mid-file.
+    """
+    import soundfile as sf
+
+    from tinycodec.audio import AudioError, _reason
+
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as exc:
+        raise AudioError(f"cannot decode {path}: {_reason(exc)}") from exc
+
+    def mono_blocks() -> Iterator[Tensor]:
+        try:
+            for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+                wav = torch.from_numpy(np.ascontiguousarray(block.T))  # [C, L]
+                yield wav.mean(dim=0) if wav.shape[0] > 1 else wav[0]
+        except Exception as exc:
+            raise AudioError(f"cannot decode {path}: {_reason(exc)}") from exc
+
+    with f:
+        if sample_rate is None or f.samplerate == sample_rate:
+            yield from mono_blocks()
+        else:
+            yield from _resample_blocks(mono_blocks(), f.samplerate, int(sample_rate))
+
+
 def iter_source(source, sample_rate: int) -> Iterator[Tensor]:
     """Yield 1-D float32 tensors from a waveform, a file path or an iterator of chunks.
 
     Args:
         source: a Tensor or ndarray [T], [1, T] or [1, 1, T] (mono, at ``sample_rate``);
-            a path to an audio file (mixed to mono and resampled to ``sample_rate``);
+            a path to an audio file (read in blocks, mixed to mono, resampled to ``sample_rate``);
             or an iterable of chunks of any length (Tensors or ndarrays, mono, at ``sample_rate``).
         sample_rate (int): the model's rate.
     """
     if isinstance(source, (str, Path)):
-        from tinycodec.audio import load
-
-        wav, _ = load(source, sample_rate)  # [1, T]
-        yield wav.reshape(-1)
+        yield from read_blocks(source, sample_rate)
         return
     if isinstance(source, (Tensor, np.ndarray)):
         wav = torch.as_tensor(source, dtype=torch.float32)

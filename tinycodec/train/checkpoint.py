@@ -2,7 +2,10 @@
 
 A checkpoint is a dict of tensors and plain containers only (RNG states converted to tensors and
 lists), so it loads with ``torch.load(weights_only=True)``: a file whose pickle would run code
-is refused instead of executed.
+is refused instead of executed. Every other defect (missing key, unknown field, wrong type, shape
+mismatch, non-finite weights, a config whose model would be too large) raises ``CheckpointError``
+with a one-line reason (``tinycodec.train.validate``). Temporary files of interrupted saves are
+removed when a ``CheckpointManager`` opens its folder.
 
     {"format": "tinycodec-checkpoint", "version": 1, "family": "tinystream",
      "model_config": {...}, "train_config": {...}, "model": state_dict, "discriminator": ...,
@@ -14,6 +17,7 @@ Notebook: book/04_training.md
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import random
@@ -23,8 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tinycodec.train.validate import CheckpointError, build_on_meta, check_state, check_train_config
+
 __all__ = ["save_checkpoint", "read_checkpoint", "load_checkpoint", "export_weights", "rng_state",
-           "set_rng_state", "CheckpointManager", "FORMAT"]
+           "set_rng_state", "CheckpointManager", "CheckpointError", "check_resumable", "FORMAT"]
+
+log = logging.getLogger(__name__)
 
 FORMAT = "tinycodec-checkpoint"
 VERSION = 1
@@ -76,12 +84,13 @@ def set_rng_state(state: dict) -> None:
 
 
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a training checkpoint safely (``weights_only=True``).
+    """Load a training checkpoint safely (``weights_only=True``) and check its model part.
 
     Raises:
         FileNotFoundError: no such file.
-        RuntimeError: the file is not a tinycodec checkpoint, or its pickle holds objects or
-            code that a weights-only load refuses (a malicious or foreign file).
+        CheckpointError: (also a RuntimeError) the file is unreadable, not a tinycodec checkpoint,
+            its pickle holds objects or code that a weights-only load refuses (a malicious or
+            foreign file), or its model part is malformed (see ``tinycodec.train.validate``).
     """
     path = Path(path)
     if not path.is_file():
@@ -90,14 +99,53 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RuntimeError(f"refusing to load {path}: it is not a safe tinycodec checkpoint (its pickle "
-                           f"references code or objects beyond tensors and plain containers; "
-                           f"weights_only load said: {first[:200]})") from None
-    except (EOFError, RuntimeError, OSError, ValueError) as exc:
-        raise RuntimeError(f"cannot read checkpoint {path}: {exc}") from None
+        raise CheckpointError(f"refusing to load {path}: it is not a safe tinycodec checkpoint (its pickle "
+                              f"references code or objects beyond tensors and plain containers; "
+                              f"weights_only load said: {first[:200]})") from None
+    except Exception as exc:  # noqa: BLE001 - EOFError, RuntimeError (zip), OSError, ValueError, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first[:200]}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise RuntimeError(f"{path} is not a tinycodec training checkpoint (no format={FORMAT!r} entry)")
+        raise CheckpointError(f"{path} is not a tinycodec training checkpoint (no format={FORMAT!r} entry)")
+    missing = [k for k in ("family", "model_config", "model", "step", "train_config") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: missing key(s) {missing}")
+    if not isinstance(ckpt["step"], int) or isinstance(ckpt["step"], bool) or ckpt["step"] < 0:
+        raise CheckpointError(f"{path}: step must be a non-negative int, got {ckpt['step']!r}")
+    if not isinstance(ckpt["train_config"], dict):
+        raise CheckpointError(f"{path}: train_config must be a dict, got {type(ckpt['train_config']).__name__}")
+    meta = build_on_meta(ckpt["family"], ckpt["model_config"], str(path))
+    check_state(meta.state_dict(), ckpt["model"], str(path))
     return ckpt
+
+
+RESUME_KEYS = ("discriminator", "opt_g", "opt_d", "sched_g", "sched_d", "best_val", "history", "rng")
+
+
+def check_resumable(ckpt: dict, path: str | Path):
+    """Check what resuming needs beyond the model (a ``read_checkpoint`` result).
+
+    Returns:
+        TrainConfig: the run's whole configuration, as the checkpoint stores it.
+
+    Raises:
+        CheckpointError: a missing training-state key, an invalid ``train_config``, or
+            discriminator weights that do not fit its config.
+    """
+    from tinycodec.discriminators import Discriminator
+
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: cannot resume: missing key(s) {missing}")
+    cfg = check_train_config(ckpt["train_config"], str(path))
+    sample_rate = ckpt["model_config"].get("sample_rate")
+    with torch.device("meta"):
+        disc = Discriminator(cfg.disc, sample_rate)
+    check_state(disc.state_dict(), ckpt["discriminator"], f"{path} (discriminator)")
+    rng = ckpt["rng"]
+    if not isinstance(rng, dict) or not {"torch", "numpy", "python", "sampler"} <= set(rng):
+        raise CheckpointError(f"{path}: cannot resume: the RNG state is incomplete")
+    return cfg
 
 
 def load_checkpoint(path: str | Path, map_location="cpu"):
@@ -108,6 +156,9 @@ def load_checkpoint(path: str | Path, map_location="cpu"):
 
     Returns:
         CodecModel: in eval mode, with ``model.checkpoint_step`` and ``model.train_config`` (dict) set.
+
+    Raises:
+        CheckpointError: see :func:`read_checkpoint`.
     """
     from tinycodec.models import build_model
 
@@ -195,6 +246,7 @@ class CheckpointManager:
 
     def __init__(self, directory: str | Path, keep_last: int = 3):
         self.directory, self.keep_last = Path(directory), max(1, keep_last)
+        remove_stale_temporaries(self.directory)
 
     def path_for(self, step: int) -> Path:
         return self.directory / f"step_{step:08d}.pt"
@@ -214,6 +266,26 @@ class CheckpointManager:
     def latest(self) -> Path | None:
         steps = sorted(self.directory.glob("step_*.pt"))
         return steps[-1] if steps else None
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporary files ``atomic_save`` leaves when a process dies mid-save.
+
+    Called when a run opens its checkpoint folder (before it can save anything itself).
+
+    Returns:
+        list[Path]: the files removed.
+    """
+    removed = []
+    for tmp in sorted(Path(directory).glob(".*.pt.*.tmp")) if Path(directory).is_dir() else []:
+        try:
+            tmp.unlink()
+        except OSError as exc:
+            log.warning("cannot remove stale temporary file %s: %s", tmp, exc)
+            continue
+        removed.append(tmp)
+        log.warning("removed %s, left by an interrupted save", tmp)
+    return removed
 
 
 def save_checkpoint(path: str | Path, ckpt: dict) -> Path:

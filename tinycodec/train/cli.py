@@ -2,6 +2,10 @@
 
     tinycodec train --config ultra_tiny --audio_dir data/demo --max_steps 2000
     tinycodec train --resume checkpoints/step_00002000.pt --max_steps 4000
+
+``--resume CKPT`` continues the run the checkpoint holds: its whole ``TrainConfig`` comes from the
+checkpoint, and only flags of ``RESUME_SAFE`` (length, logging, saving, hardware) may change it;
+any other flag that differs is refused with a message naming it.
     torchrun --nproc_per_node 2 -m tinycodec train --config tiny --device cuda
 
 Notebook: book/04_training.md
@@ -43,17 +47,31 @@ def register(subparsers) -> None:
     length.add_argument("--max_steps", type=int, help="optimisation steps (default 1000)")
     p.add_argument("--checkpoint_dir", help="checkpoint folder (default checkpoints)")
     p.add_argument("--log_dir", help="TensorBoard folder (default runs)")
-    p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
+    p.add_argument("--resume", metavar="CKPT",
+                   help="continue the run in this checkpoint, exactly (its config comes from it; only "
+                        "--max_steps/--num_epochs, logging, saving and hardware flags may change)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, help="seed of weights, crops and codebooks (default 0)")
     p.set_defaults(func=run)
 
 
+def config_from_args(args: argparse.Namespace):
+    """The run's ``TrainConfig``: from the flags, or from ``--resume CKPT`` (checked, see the module docstring)."""
+    from tinycodec.train.checkpoint import check_resumable, read_checkpoint
+    from tinycodec.train.config import TrainConfig, resolve_config_for_resume
+
+    given = TrainConfig.given_args(args)
+    if not args.resume:
+        return TrainConfig(**given)
+    stored = check_resumable(read_checkpoint(args.resume), args.resume)
+    return resolve_config_for_resume(stored, {k: v for k, v in given.items() if k != "resume"}, args.resume)
+
+
 def run(args: argparse.Namespace) -> int:
-    from tinycodec.train import TrainConfig, train
+    from tinycodec.train import train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = train(TrainConfig.from_args(args))
+    result = train(config_from_args(args))
     if result.interrupted:
         logging.getLogger(__name__).warning("stopped at step %d; resume with --resume %s",
                                             result.step, result.checkpoint)

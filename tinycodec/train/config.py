@@ -12,11 +12,16 @@ from typing import Any
 from tinycodec.discriminators import DiscriminatorConfig
 from tinycodec.losses import LossWeights
 
-__all__ = ["TrainConfig", "model_families", "resolve_model_config"]
+__all__ = ["RESUME_SAFE", "TrainConfig", "model_families", "resolve_config_for_resume", "resolve_model_config"]
 
 # the preset a bare `--model FAMILY` trains; a family is trainable once tinycodec.models registers it
 DEFAULT_PRESET = {"tinystream": "ultra_tiny", "soundstream": "soundstream_tiny", "transformer": "transformer_tiny"}
 MODEL_FIELDS = ("C", "D", "num_quantizers", "codebook_size", "sample_rate")  # the CLI's model overrides
+# fields that may change when a run is resumed: how long it runs, where and how it logs and saves,
+# the hardware; none of them changes the crops, the model or the optimiser (another device may
+# change float rounding). Every other field given with --resume must equal the checkpoint's.
+RESUME_SAFE = ("max_steps", "num_epochs", "resume", "device", "num_workers", "num_threads", "progress",
+               "log_interval", "val_interval", "save_interval", "keep_last", "checkpoint_dir", "log_dir")
 
 
 @dataclass
@@ -37,6 +42,10 @@ class TrainConfig:
     codebook_size: int | None = None
     sample_rate: int | None = None
     model_overrides: dict[str, Any] = field(default_factory=dict)  # any other config field, e.g. strides
+    # start from a trained model (shipped name, .safetensors or checkpoint) instead of random weights
+    init: str | None = None
+    decoder: str | None = None  # "mirror" | "server": the decoder to train (None: the model's own)
+    freeze_encoder: bool = False  # train the decoder only: encoder and codebooks fixed (their codes stay valid)
     # data
     audio_dir: str = "data/demo"  # AudioFolder root; its "train" split trains, "val" validates
     audio_length: float = 0.5  # crop length in seconds
@@ -74,7 +83,9 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     compile: bool = False  # torch.compile generator and discriminator (the quantizer stays eager; a graph
     # the backend cannot compile falls back to eager with a warning)
-    num_threads: int | None = None  # torch CPU threads during the run (None: leave torch's setting)
+    # torch CPU threads during the run (None: 1 on CPU, where more threads only oversubscribe a shared
+    # 2-core machine (steps measured 3-5x slower under load); torch's own setting on CUDA)
+    num_threads: int | None = None
     seed: int = 0
     progress: bool = True  # tqdm bar with the losses
 
@@ -101,15 +112,43 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     @classmethod
-    def from_args(cls, args) -> TrainConfig:
-        """From ``tinycodec train`` flags (an argparse Namespace; unset flags keep the defaults)."""
+    def given_args(cls, args) -> dict[str, Any]:
+        """The fields ``tinycodec train`` flags set explicitly (an argparse Namespace; unset flags are None)."""
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in vars(args).items() if k in names and v is not None}
         if getattr(args, "config", None):
             kw["preset"] = args.config
         if "num_epochs" in kw and "max_steps" not in kw:
             kw["max_steps"] = None  # epochs given alone: they decide the length
-        return cls(**kw)
+        return kw
+
+    @classmethod
+    def from_args(cls, args) -> TrainConfig:
+        """From ``tinycodec train`` flags (unset flags keep the defaults)."""
+        return cls(**cls.given_args(args))
+
+
+def resolve_config_for_resume(stored: TrainConfig, given: dict[str, Any], resume: str) -> TrainConfig:
+    """The run a checkpoint continues: its stored config, with the given fields of ``RESUME_SAFE``.
+
+    Args:
+        stored: the checkpoint's whole ``TrainConfig``.
+        given: fields set explicitly with ``--resume`` (``TrainConfig.given_args``).
+        resume: the checkpoint path.
+
+    Raises:
+        ValueError: a given field outside ``RESUME_SAFE`` differs from the run's (all are named).
+    """
+    def same(a, b) -> bool:
+        return (list(a) if isinstance(a, tuple) else a) == (list(b) if isinstance(b, tuple) else b)
+
+    changed = [f"--{'config' if k == 'preset' else k} {v!r} (the run has {getattr(stored, k)!r})"
+               for k, v in given.items() if k not in RESUME_SAFE and not same(v, getattr(stored, k))]
+    if changed:
+        raise ValueError(f"--resume {resume} continues that run; these flags would change it: {', '.join(changed)}. "
+                         f"Only {', '.join('--' + k for k in RESUME_SAFE if k != 'resume')} may change on resume; "
+                         "start a new run to change the others")
+    return TrainConfig.from_dict(stored.to_dict() | given | {"resume": resume})
 
 
 def model_families() -> list[str]:

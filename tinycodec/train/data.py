@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from tinycodec.data.folder import AudioFolder
+from tinycodec.data.folder import AudioFolder, AudioSkipWarning
 
 __all__ = ["CropSampler", "CropDataset", "DeviceCrops", "ensure_tensor_corpus", "validation_clips"]
 
@@ -162,8 +162,14 @@ class CropDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> Tensor:
         index, start = item
-        # half a sample past the start: AudioFolder converts seconds back with int(), no rounding down
-        return self.folder.crop(index, (start + 0.5) / self.folder.files[index].sample_rate)
+        fi = self.folder.files[index]
+        try:
+            # half a sample past the start: AudioFolder converts seconds back with int(), no rounding down
+            return self.folder.crop(index, (start + 0.5) / fi.sample_rate)
+        except Exception as exc:  # noqa: BLE001 - a file that changed after the scan must not end the run
+            warnings.warn(f"{fi.rel} failed after the scan ({exc}); training on silence for this crop",
+                          AudioSkipWarning, stacklevel=2)
+            return torch.zeros(1, self.folder.length)
 
 
 def open_folders(root: str, sample_rate: int, audio_length: float, val_length: float):

@@ -48,12 +48,16 @@ class TrainLogger:
                 self.writer.add_scalar(tag, value, step)
 
     def quantizer(self, stats, step: int) -> None:
-        """Perplexity and usage per quantizer level (``QuantizerStats`` of the last batch)."""
+        """Perplexity, usage and re-seeded (dead) codes per quantizer level (``QuantizerStats``
+        of the last batch)."""
         if self.writer is None or stats is None:
             return
         for i, (p, u) in enumerate(zip(stats.perplexity.tolist(), stats.usage.tolist())):
             self.writer.add_scalar(f"quantizer/perplexity_{i}", p, step)
             self.writer.add_scalar(f"quantizer/usage_{i}", u, step)
+        if stats.replaced is not None:
+            for i, r in enumerate(stats.replaced.tolist()):
+                self.writer.add_scalar(f"quantizer/replaced_{i}", r, step)
 
     def audio(self, original: Tensor, reconstruction: Tensor, step: int, n: int = 2) -> None:
         """Audio pairs and log-mel images (reconstruction above original) of the first ``n`` clips."""

@@ -92,16 +92,26 @@ class GeneratorStep(nn.Module):
     DDP wraps this module, so its single forward is the generator's whole pass.
     """
 
-    def __init__(self, model: nn.Module, device: torch.device, amp: bool):
+    def __init__(self, model: nn.Module, device: torch.device, amp: bool, freeze_encoder: bool = False):
         super().__init__()
-        self.model, self.device, self.amp = model, device, amp
+        self.model, self.device, self.amp, self.freeze_encoder = model, device, amp, freeze_encoder
 
     def forward(self, wav: Tensor) -> tuple[Tensor, Tensor]:
         """Args: wav (Tensor): [B, 1, T]. Returns: recon [B, 1, T] float32, commitment (scalar)."""
         m, length = self.model, wav.shape[-1]
-        with ddp.autocast(self.device, self.amp):
-            z = m.encoder(m._check_wav(wav))
-        quantized, _, commitment = m.quantizer(z.float())
+        if self.freeze_encoder:
+            # the deployed codes exactly: eval-mode encoder and search, no codebook update, no graph
+            m.encoder.eval()
+            m.quantizer.eval()
+            with torch.no_grad():
+                codes = m.quantizer.encode(m.encoder(m._check_wav(wav)))
+                quantized = m.quantizer.decode(codes)
+            commitment = quantized.new_zeros(())
+            m.quantizer.last_stats = None
+        else:
+            with ddp.autocast(self.device, self.amp):
+                z = m.encoder(m._check_wav(wav))
+            quantized, _, commitment = m.quantizer(z.float())
         with ddp.autocast(self.device, self.amp):
             recon = m.decoder(quantized)[..., :length]
         return recon.float(), commitment
@@ -128,7 +138,16 @@ class Trainer:
         if ckpt is not None:  # the discriminators must match the saved ones too
             cfg.disc = DiscriminatorConfig(**ckpt["train_config"]["disc"])
         torch.manual_seed(cfg.seed)
+        if ckpt is None and cfg.init:
+            family, model_config, init_state = init_from(cfg)
+        else:
+            init_state = None
         self.model = build_model(family, model_config).to(self.device)
+        if init_state is not None:
+            load_init_state(self.model, init_state)
+        if cfg.freeze_encoder:
+            self.model.encoder.requires_grad_(False)
+            self.model.quantizer.requires_grad_(False)
         self.disc = Discriminator(cfg.disc, self.model.sample_rate).to(self.device)
         sr = self.model.sample_rate
         self.train_folder, val_folder = open_folders(cfg.audio_dir, sr, cfg.audio_length, cfg.val_length)
@@ -147,7 +166,8 @@ class Trainer:
         self.steps_per_epoch = max(1, math.ceil(seconds / (cfg.audio_length * cfg.batch_size)))
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.num_epochs * self.steps_per_epoch
         self.mel_loss = MultiScaleMelLoss(sr).to(self.device)
-        self.opt_g = torch.optim.Adam(self.model.parameters(), cfg.g_lr, betas=cfg.betas)
+        self.opt_g = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], cfg.g_lr,
+                                      betas=cfg.betas)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), cfg.d_lr, betas=cfg.betas)
         self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, cfg.lr_gamma)
         self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, cfg.lr_gamma)
@@ -155,11 +175,13 @@ class Trainer:
         self.history: dict[str, list[float]] = {k: [] for k in ("step", *LOSS_KEYS, "val_step", "val_mel_distance")}
         if ckpt is not None:
             self._load(ckpt)
-        self.gen = ddp.wrap(GeneratorStep(self.model, self.device, cfg.amp), self.info, self.device, cfg.compile)
+        self.gen = ddp.wrap(GeneratorStep(self.model, self.device, cfg.amp, cfg.freeze_encoder), self.info,
+                            self.device, cfg.compile)
         self.disc_train = ddp.wrap(self.disc, self.info, self.device, cfg.compile)
         self.manager = CheckpointManager(cfg.checkpoint_dir, cfg.keep_last)
         self.logger = TrainLogger(cfg.log_dir if self.info.is_main else None, sr)
         self._stop: int | None = None
+        self.shared_disc_forward = True  # one discriminator forward per step (False: the old two, for benchmarks)
 
     # -- state -----------------------------------------------------------------------
     def state(self) -> dict:
@@ -200,7 +222,21 @@ class Trainer:
         snapshot = [b.clone() for b in self.model.quantizer.buffers()]  # to undo a poisoned EMA update
         recon, commitment = self.gen(wav)
         losses = {"reconstruction": self.mel_loss(wav, recon), "commitment": commitment}
-        if adversarial:
+        # one shared forward needs the generator graph kept for a second backward: not under DDP
+        # (the discriminator's reducer wants its own forward) nor torch.compile (donated buffers)
+        B, d_loss = wav.shape[0], None
+        one_pass = adversarial and not self.info.enabled and not cfg.compile and self.shared_disc_forward
+        if one_pass:
+            # one discriminator forward on [real; fake] serves both players: the generator's
+            # backward below reaches only generator weights, the discriminator's only its own
+            with ddp.autocast(self.device, cfg.amp):
+                logits, feats = self.disc(torch.cat([wav, recon]))
+            logits = [x.float() for x in logits]
+            losses["adversarial"] = generator_hinge_loss([x[B:] for x in logits])
+            losses["feature"] = feature_matching_loss([[f[:B].detach() for f in fs] for fs in feats],
+                                                      [[f[B:] for f in fs] for fs in feats])
+            d_loss = discriminator_hinge_loss([x[:B] for x in logits], [x[B:] for x in logits])
+        elif adversarial:
             d = self.disc.requires_grad_(False)  # plain module: D's DDP hooks belong to D's own step
             with ddp.autocast(self.device, cfg.amp):
                 fake_logits, fake_feats = d(recon)
@@ -211,8 +247,10 @@ class Trainer:
             losses["feature"] = feature_matching_loss(real_feats, fake_feats)
         total = sum(getattr(w, k) * v for k, v in losses.items())
         self.opt_g.zero_grad(set_to_none=True)
-        total.backward()  # also when non-finite: under DDP every rank must join the all-reduce
-        g_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
+        gen_params = [p for p in self.model.parameters() if p.requires_grad]
+        # also when non-finite: under DDP every rank must join the all-reduce
+        total.backward(inputs=gen_params, retain_graph=one_pass)
+        g_norm = torch.nn.utils.clip_grad_norm_(gen_params, cfg.grad_clip or math.inf)
         bad = not (math.isfinite(float(total.detach())) and math.isfinite(float(g_norm)))
         if ddp.all_reduce_flag(bad, self.device, self.info):
             self._skip(snapshot, {k: float(v.detach()) for k, v in losses.items()})
@@ -222,13 +260,13 @@ class Trainer:
         self.sched_g.step()
         out = {k: float(v.detach()) for k, v in losses.items()} | {"total_g": float(total.detach()), "grad_norm/generator": float(g_norm)}
         if adversarial:
-            B = wav.shape[0]
-            with ddp.autocast(self.device, cfg.amp):
-                logits, _ = self.disc_train(torch.cat([wav, recon.detach()]))  # one DDP forward, one backward
-            logits = [x.float() for x in logits]
-            d_loss = discriminator_hinge_loss([x[:B] for x in logits], [x[B:] for x in logits])
+            if d_loss is None:
+                with ddp.autocast(self.device, cfg.amp):
+                    logits, _ = self.disc_train(torch.cat([wav, recon.detach()]))  # one DDP forward, one backward
+                logits = [x.float() for x in logits]
+                d_loss = discriminator_hinge_loss([x[:B] for x in logits], [x[B:] for x in logits])
             self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
+            d_loss.backward(inputs=list(self.disc.parameters()))
             d_norm = torch.nn.utils.clip_grad_norm_(self.disc.parameters(), cfg.grad_clip or math.inf)
             if not ddp.all_reduce_flag(not math.isfinite(float(d_norm)), self.device, self.info):
                 self.opt_d.step()
@@ -273,8 +311,9 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg, t0 = self.config, time.time()
         old_threads = torch.get_num_threads()
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+        threads = cfg.num_threads or (1 if self.device.type == "cpu" else None)
+        if threads:
+            torch.set_num_threads(threads)
         old_handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -334,12 +373,43 @@ class Trainer:
         self.history["step"].append(self.step)
         for k in LOSS_KEYS:
             self.history[k].append(out.get(k, math.nan))
-        bar.set_postfix({k: f"{out[k]:.3g}" for k in ("reconstruction", "adversarial", "discriminator") if k in out})
+        postfix = {k: f"{out[k]:.3g}" for k in ("reconstruction", "adversarial", "discriminator") if k in out}
+        stats = self.model.quantizer.last_stats
+        if stats is not None:  # per level: perplexity and codes re-seeded this step
+            postfix["ppl"] = "/".join(f"{p:.0f}" for p in stats.perplexity.tolist())
+            if stats.replaced is not None:
+                postfix["reseeded"] = "/".join(str(int(r)) for r in stats.replaced.tolist())
+        bar.set_postfix(postfix)
         scalars = {f"loss/{k}": v for k, v in out.items() if not k.startswith("grad_norm")}
         scalars |= {k: v for k, v in out.items() if k.startswith("grad_norm")}
         scalars |= {"lr/generator": self.opt_g.param_groups[0]["lr"], "lr/discriminator": self.opt_d.param_groups[0]["lr"]}
         self.logger.scalars(scalars, self.step)
         self.logger.quantizer(self.model.quantizer.last_stats, self.step)
+
+
+def init_from(cfg: TrainConfig) -> tuple[str, dict, dict]:
+    """The model ``cfg.init`` names (shipped name, ``.safetensors`` or checkpoint), with ``cfg.decoder``
+    and ``cfg.model_overrides`` applied: ``(family, model_config, state_dict)``."""
+    from tinycodec.pretrained import load_model
+
+    source = load_model(cfg.init)
+    model_config = asdict(source.config) | dict(cfg.model_overrides)
+    if cfg.decoder is not None:
+        model_config["decoder"] = cfg.decoder
+    return source.family, model_config, source.state_dict()
+
+
+def load_init_state(model: nn.Module, state: dict) -> None:
+    """Copy every tensor of ``state`` whose name and shape ``model`` shares (a new decoder starts
+    fresh); the encoder and codebooks must all be there."""
+    own = model.state_dict()
+    shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    needed = [k for k in own if k.startswith(("encoder.", "quantizer.")) and k not in shared]
+    if needed:
+        raise ValueError(f"--init model lacks encoder/codebook tensors of this model: {needed[:5]}")
+    model.load_state_dict(shared, strict=False)
+    log.info("initialised %d of %d tensors from --init (new: %s)", len(shared), len(own),
+             sorted({k.split(".")[0] for k in own if k not in shared}) or "none")
 
 
 def train(config: TrainConfig | None = None, **overrides) -> TrainResult:

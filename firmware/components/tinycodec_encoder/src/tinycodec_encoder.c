@@ -4,6 +4,24 @@
 
 #include <string.h>
 
+static int model_fits(const tc_model_t *m)
+{
+    if (m->dim % 4 || m->n_q == 0 || m->residual + 2u * m->dim > m->arena_bytes ||
+        m->norms + 4u * m->n_q * m->codebook_size > m->arena_bytes || (m->scratch & 3u) ||
+        m->scratch + m->scratch_bytes > m->arena_bytes)
+        return 0;
+    if (m->tail_norms && m->dim % TC_RVQ_SEGMENT == 0 &&
+        ((m->tail_norms & 1u) ||
+         m->tail_norms + 2u * m->n_q * m->codebook_size * (m->dim / TC_RVQ_SEGMENT - 1u) > m->arena_bytes))
+        return 0;
+    return 1;
+}
+
+static uint16_t *tail_norms(const tinycodec_encoder_t *enc)
+{
+    return enc->model->tail_norms ? (uint16_t *)(enc->arena + enc->model->tail_norms) : NULL;
+}
+
 int tinycodec_encoder_init(tinycodec_encoder_t *enc, const tc_model_t *model, void *arena, size_t arena_bytes)
 {
     volatile int32_t minus_three = -3;
@@ -11,10 +29,12 @@ int tinycodec_encoder_init(tinycodec_encoder_t *enc, const tc_model_t *model, vo
         return -2;
     if (arena_bytes < model->arena_bytes || ((uintptr_t)arena & 3u))
         return -1;
+    if (!model_fits(model))
+        return -3;
     enc->model = model;
     enc->arena = (uint8_t *)arena;
-    codebook_norms(model->codebooks, model->cb_shifts, model->n_q, model->codebook_size, model->dim,
-                   (int32_t *)(enc->arena + model->norms));
+    tc_codebook_norms(model->codebooks, model->cb_shifts, model->n_q, model->codebook_size, model->dim,
+                      (int32_t *)(enc->arena + model->norms), tail_norms(enc));
     tinycodec_encoder_reset(enc);
     return 0;
 }
@@ -31,27 +51,28 @@ static void run_graph(tinycodec_encoder_t *enc)
     uint8_t *a = enc->arena;
     for (int i = 0; i < m->n_layers; i++) {
         const tc_layer_t *l = &m->layers[i];
+        const int relu = l->flags & TC_LAYER_RELU;
         size_t elem = 1;
         switch (l->op) {
         case TC_OP_CONV1D:
             elem = 2; /* the PCM input */
-            conv1d((const int16_t *)(a + l->in), l->w, l->b, l->c_in, l->c_out, l->kernel, l->stride,
-                   l->dilation, l->t_out, l->shift, (int8_t *)(a + l->out));
+            tc_conv1d((const int16_t *)(a + l->in), l->w, l->b, l->c_in, l->c_out, l->kernel, l->stride,
+                      l->dilation, l->t_out, l->shift, (int8_t *)(a + l->out));
             break;
         case TC_OP_DEPTHWISE:
-            depthwise((const int8_t *)(a + l->in), l->w, l->c_in, l->kernel, l->stride, l->dilation, l->t_out,
-                      l->shift, (int8_t *)(a + l->out));
+            tc_depthwise((const int8_t *)(a + l->in), l->w, l->c_in, l->kernel, l->stride, l->dilation, l->t_out,
+                         l->shift, (int8_t *)(a + l->out));
             break;
         case TC_OP_POINTWISE:
-            pointwise((const int8_t *)(a + l->in), l->w, l->b, l->c_in, l->c_out, l->t_out, l->shift,
-                      (int8_t *)(a + l->out));
+            tc_pointwise((const int8_t *)(a + l->in), l->w, l->b, l->c_in, l->c_out, l->t_out, l->shift, relu,
+                         m->scratch_bytes ? a + m->scratch : NULL, m->scratch_bytes, (int8_t *)(a + l->out));
             break;
         case TC_OP_RELU:
-            relu((const int8_t *)(a + l->in), (int8_t *)(a + l->out), (size_t)l->t_out * l->c_in);
+            tc_relu((const int8_t *)(a + l->in), (int8_t *)(a + l->out), (size_t)l->t_out * l->c_in);
             break;
         case TC_OP_RESIDUAL_ADD:
-            residual_add((const int8_t *)(a + l->in), (const int8_t *)(a + l->in2), (size_t)l->t_out * l->c_in,
-                         l->shift_a, l->shift_b, l->shift, (int8_t *)(a + l->out));
+            tc_residual_add((const int8_t *)(a + l->in), (const int8_t *)(a + l->in2), (size_t)l->t_out * l->c_in,
+                            l->shift_a, l->shift_b, l->shift, relu, (int8_t *)(a + l->out));
             break;
         default:
             break;
@@ -64,37 +85,32 @@ static void run_graph(tinycodec_encoder_t *enc)
     }
 }
 
-void tinycodec_encode_frame(tinycodec_encoder_t *enc, const int16_t *pcm, uint16_t *codes)
+/* the layers + the VQ search on the frame already in the input buffer */
+static void encode_input(tinycodec_encoder_t *enc, uint16_t *codes, size_t code_stride)
 {
     const tc_model_t *m = enc->model;
-    memcpy(enc->arena + m->input, pcm, (size_t)m->hop_length * sizeof(int16_t));
     run_graph(enc);
-    rvq_search((const int8_t *)(enc->arena + m->z), m->codebooks, (const int32_t *)(enc->arena + m->norms),
-               m->n_q, m->codebook_size, m->dim, m->z_shift, m->cb_shifts,
-               (int16_t *)(enc->arena + m->residual), codes);
+    tc_rvq_search((const int8_t *)(enc->arena + m->z), m->codebooks, (const int32_t *)(enc->arena + m->norms),
+                  tail_norms(enc), m->n_q, m->codebook_size, m->dim, m->z_shift, m->cb_shifts,
+                  (int16_t *)(enc->arena + m->residual), codes, code_stride);
+}
+
+void tinycodec_encode_frame(tinycodec_encoder_t *enc, const int16_t *pcm, uint16_t *codes)
+{
+    memcpy(enc->arena + enc->model->input, pcm, (size_t)enc->model->hop_length * sizeof(int16_t));
+    encode_input(enc, codes, 1);
 }
 
 size_t tinycodec_encode(tinycodec_encoder_t *enc, const int16_t *pcm, size_t n, uint16_t *codes)
 {
-    const tc_model_t *m = enc->model;
-    size_t hop = m->hop_length, frames = (n + hop - 1) / hop;
-    uint16_t frame_codes[16];
+    const size_t hop = enc->model->hop_length, frames = (n + hop - 1) / hop;
+    int16_t *in = (int16_t *)(enc->arena + enc->model->input);
     tinycodec_encoder_reset(enc);
     for (size_t f = 0; f < frames; f++) {
         size_t have = n - f * hop < hop ? n - f * hop : hop;
-        if (have == hop) {
-            tinycodec_encode_frame(enc, pcm + f * hop, frame_codes);
-        } else { /* zero-pad the last partial frame, like the Python reference */
-            int16_t *in = (int16_t *)(enc->arena + m->input);
-            memset(in, 0, hop * sizeof(int16_t));
-            memcpy(in, pcm + f * hop, have * sizeof(int16_t));
-            run_graph(enc);
-            rvq_search((const int8_t *)(enc->arena + m->z), m->codebooks, (const int32_t *)(enc->arena + m->norms),
-                       m->n_q, m->codebook_size, m->dim, m->z_shift, m->cb_shifts,
-                       (int16_t *)(enc->arena + m->residual), frame_codes);
-        }
-        for (int q = 0; q < m->n_q && q < 16; q++)
-            codes[(size_t)q * frames + f] = frame_codes[q];
+        memset(in + have, 0, (hop - have) * sizeof(int16_t)); /* zero-pad the last frame, like Python */
+        memcpy(in, pcm + f * hop, have * sizeof(int16_t));
+        encode_input(enc, codes + f, frames); /* codes [n_q][frames] */
     }
     return frames;
 }
