@@ -51,7 +51,7 @@ def build(name: str, audio_dir: str, tmp: str, batch: int, length: float):
                 model = prepare_int8_model(model, None)
             export_weights(model, init)
         cfg = TrainConfig(init=str(init), decoder="server", freeze_encoder=True, disc_warmup_steps=0,
-                          disc=DiscriminatorConfig(use_wave=False, stft_n_ffts=[256, 512, 1024]), **common)
+                          disc=DiscriminatorConfig(use_wave=False, stft_n_ffts=[256, 1024], stft_channels=8), **common)
     else:
         warmup = 0 if name.startswith("adversarial") else 10**9
         cfg = TrainConfig(preset="tiny", disc_warmup_steps=warmup, **common)

@@ -85,3 +85,34 @@ def test_encoder_int8_needs_relu():
     cfg = get_preset("soundstream_16k")
     with pytest.raises(ValueError, match="relu"):
         type(cfg)(**(cfg.__dict__ | {"encoder_int8": True}))
+
+
+def test_a_file_from_before_the_decoder_upgrade_decodes_with_the_upgraded_model():
+    """The shipped tiny and its other-decoder twin (tiny_mirror or tiny_server) share the deployed
+    encoder and codebooks (one encoder hash): a file one wrote decodes with the other."""
+    from tinycodec.bitstream import decode_bytes, encode_bytes
+    from tinycodec.bitstream.model_io import encoder_hash
+    from tinycodec.pretrained import list_pretrained, load_pretrained
+
+    twin = next(n for n in ("tiny_mirror", "tiny_server") if n in list_pretrained())
+    old, new = load_pretrained(twin), load_pretrained("tiny")
+    assert encoder_hash(old) == encoder_hash(new) and old.config.decoder != new.config.decoder
+    pcm = load_pcm(default_calib_wavs()[2], 16000, 9.0)[16000 * 7:]
+    wav = torch.from_numpy(pcm.astype(np.float32) / 32768).reshape(1, 1, -1)
+    data = encode_bytes(old, wav)
+    out, _ = decode_bytes(data, new)
+    with torch.no_grad():
+        ref = new.decode(new.encode(wav), length=wav.shape[-1])
+    assert float((out.reshape(-1) - ref.reshape(-1)).abs().max()) <= 1e-5
+
+
+def test_a_version_1_file_of_the_old_tiny_finds_its_weights_under_the_new_name():
+    from tinycodec.bitstream import read_tcz_header, write_tcz
+    from tinycodec.bitstream.model_io import find_model, weights_hash
+    from tinycodec.pretrained import load_pretrained
+
+    v1 = load_pretrained("tiny_v1")
+    codes = np.zeros((4, 8), np.int64)
+    old = write_tcz(codes, model_id="tiny", model_hash=weights_hash(v1), sample_rate=16000, hop_length=256,
+                    length=8 * 256, bits=9, version=1)  # what the CLI wrote before 2026-12
+    assert find_model(read_tcz_header(old)).model_id == "tiny_v1"

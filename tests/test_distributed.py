@@ -56,8 +56,20 @@ def test_two_processes_match_one_process(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(corpus), str(tmp_path / "ddp")), nprocs=2, join=True)
     ddp = torch.load(tmp_path / "ddp" / "ckpt" / "step_00000002.pt", weights_only=True)
     one = torch.load(single.checkpoint, weights_only=True)
+    # The two runs sum gradients in different orders (across ranks vs within one batch), so they agree
+    # to float rounding, ~1e-7 relative. Adam divides by sqrt(v): where a gradient is near zero that
+    # rounding can change a coordinate's step by up to its size, at most about lr per step. So: every
+    # coordinate within 2 steps x 2 lr, and nearly all within 1e-5 (a bound from the arithmetic, not
+    # from one lucky run: 1.14e-5 was once seen on a single coordinate).
+    steps, close, total = 2, 0, 0
     for k, v in one["model"].items():
-        assert torch.allclose(v.float(), ddp["model"][k].float(), atol=1e-5, rtol=0), (k, v - ddp["model"][k])
+        if not v.is_floating_point():
+            assert torch.equal(v, ddp["model"][k]), k
+            continue
+        diff = (v.float() - ddp["model"][k].float()).abs()
+        assert float(diff.max()) <= 2 * steps * single_config.g_lr, (k, float(diff.max()))
+        close, total = close + int((diff <= 1e-5).sum()), total + v.numel()
+    assert close / total >= 0.999, (close, total)
     lr, close, total = single_config.d_lr, 0, 0
     for k, v in one["discriminator"].items():
         diff = (v - ddp["discriminator"][k]).abs()

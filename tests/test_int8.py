@@ -120,7 +120,7 @@ def test_cross_layer_equalization_keeps_the_function_and_rescues_trained_weights
     from tinycodec.export.int8_calibrate import equalize_cross_layer
     from tinycodec.pretrained import load_pretrained
 
-    model = load_pretrained("tiny")
+    model = load_pretrained("tiny_v1")  # the float model: what post-training quantization starts from
     files = default_calib_wavs()  # the demo corpus
     speech = next(f for f in files if f.name == "pyannote_sample.wav")
     water = next(f for f in files if f.name == "onsen_water.wav")

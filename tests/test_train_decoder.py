@@ -50,3 +50,16 @@ def test_init_that_lacks_the_encoder_is_refused(corpus, tmp_path):  # noqa: F811
     model = TinyStream.from_preset("ultra_tiny")
     with pytest.raises(ValueError, match="lacks encoder"):
         load_init_state(model, {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")})
+
+
+def test_cli_flags_for_decoder_training_reach_the_config():
+    import argparse
+
+    from tinycodec.train.cli import config_from_args, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["train", "--init", "tiny", "--decoder", "server", "--freeze-encoder",
+                              "--audio_dir", "x", "--max_steps", "5"])
+    cfg = config_from_args(args)
+    assert (cfg.init, cfg.decoder, cfg.freeze_encoder, cfg.max_steps) == ("tiny", "server", True, 5)

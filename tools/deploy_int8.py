@@ -1,7 +1,8 @@
 """Make the deployed int8-exact encoder of a shipped TinyStream (issue: the microcontroller's codes).
 
     python tools/deploy_int8.py prepare tiny            # build/tiny_int8_init.safetensors
-    tinycodec train --init build/tiny_int8_init.safetensors ...   # short QAT fine-tune (see train_reference.py)
+    python tools/train_reference.py train tiny --init build/tiny_int8_init.safetensors --run qat_tiny ...
+    python tools/deploy_int8.py finalize checkpoints/reference_qat_tiny/best.pt --out build/tiny_deployed.safetensors
 
 Calibration audio: 12 speech + 4 nature files of the reference *train* split (seeded draw).
 """
@@ -39,13 +40,49 @@ def main() -> int:
     from tinycodec.train.checkpoint import export_weights
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["prepare"])
+    p.add_argument("command", choices=["prepare", "finalize"])
     p.add_argument("model", help="model spec (shipped name, .safetensors, checkpoint)")
     p.add_argument("--out", help="default build/NAME_int8_init.safetensors")
     args = p.parse_args()
     torch.set_num_threads(1)
+    if args.command == "finalize":
+        return finalize(args)
     model = prepare_int8_model(load_model(args.model), calibration_files())
     out = Path(args.out or ROOT / "build" / f"{Path(args.model).stem}_int8_init.safetensors")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(export_weights(model, out))
+    return 0
+
+
+def finalize(args) -> int:
+    """Snap a QAT checkpoint onto its integer grids, check that nothing the device computes changed
+    (also after a float16 round trip of the shipped file), and write it (float32) for --init."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from tinycodec.export.int8_calibrate import code_agreement, load_pcm
+    from tinycodec.export.qat import int8_encoder_of, snap_to_grid
+    from tinycodec.pretrained import load_model, load_weights
+    from tinycodec.train.checkpoint import export_weights
+
+    model = load_model(args.model)
+    before = int8_encoder_of(model)
+    snap_to_grid(model)
+    after = int8_encoder_of(model)
+    for a, b in zip(before.layers, after.layers, strict=True):
+        for x, y in ((a.weight, b.weight), (a.bias, b.bias)):
+            if x is not None:
+                np.testing.assert_array_equal(x, y)
+    pcms = [load_pcm(f, model.sample_rate, 8.0) for f in calibration_files(seed=1)]
+    with tempfile.TemporaryDirectory() as tmp:
+        half = load_weights(export_weights(model, Path(tmp) / "m.safetensors", dtype=torch.float16))
+    agreement = code_agreement(half, after, pcms)
+    print("float16 copy vs int8 tables:", agreement)
+    if agreement["frames_all_levels"] != 1.0:
+        raise SystemExit("the float16 copy does not reproduce the device's codes")
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     print(export_weights(model, out))
     return 0

@@ -245,6 +245,29 @@ def espdl_report(preset: str, build: Path) -> dict:
                     "per-layer SNR is against the float encoder and accumulates from the input on"}
 
 
+def path_quality_report(preset: str, clips_per_category: int = 12) -> dict:
+    """``quality_mcu_path`` / ``quality_float_path`` of a shipped model on held-out clips: the reference
+    corpus's test split (whole speakers held out) when it is fetched, else the demo corpus (named)."""
+    from tinycodec.eval_data import load_clips
+    from tinycodec.export.qat import path_quality
+    from tinycodec.pretrained import load_pretrained
+
+    model = load_pretrained(preset)
+    if not model.config.encoder_int8:
+        return {}
+    reference = ROOT / "data" / "reference"
+    if (reference / "speech").exists():
+        data, clips = "data/reference test split (held-out speakers and recordings), 4 s clips", load_clips(
+            reference, model.sample_rate, split="test", max_clips=clips_per_category, clip_seconds=4.0)
+    else:
+        data, clips = "data/demo (not held out: fetch the speech and nature corpora for held-out numbers)", \
+            load_clips(ROOT / "data" / "demo", model.sample_rate, max_clips=clips_per_category, clip_seconds=4.0)
+    q = path_quality(model, clips)
+    return {"quality_mcu_path": q["mcu"], "quality_float_path": q["float"],
+            "code_agreement_float_arithmetic_vs_mcu": q["code_agreement_float_vs_mcu"], "quality_data": data,
+            "quality_decoder": model.config.decoder}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="ultra_tiny only (the test suite's run)")
@@ -316,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
             "esp32s3_estimate": esp32s3_estimate(portable["instructions_per_audio_second"]),
         }
         entry.update(before.get(preset, {}))
+        if not args.quick and preset in list_pretrained():
+            t_q = time.time()
+            entry.update(path_quality_report(preset))
+            print(f"[{preset}] MCU-path vs float-path quality ({time.time() - t_q:.0f} s)")
         if preset in ESPDL_PRESETS and not (args.quick or args.no_espdl) and preset in list_pretrained():
             t_dl = time.time()
             entry["espdl"] = espdl_report(preset, build)

@@ -53,7 +53,7 @@ def cmd_train(args) -> int:
     audio_dir = link_corpora()
     family = get_preset(args.preset).family
     run = args.run or args.preset
-    disc = DiscriminatorConfig(use_wave=False, stft_n_ffts=[256, 512, 1024]) if args.ms_stft else DiscriminatorConfig()
+    disc = DiscriminatorConfig(use_wave=False, stft_n_ffts=[256, 1024], stft_channels=8) if args.ms_stft else DiscriminatorConfig()
     config = TrainConfig(
         preset=None if args.init else args.preset, init=args.init, decoder=args.decoder,
         freeze_encoder=args.freeze_encoder, disc=disc,
@@ -153,6 +153,10 @@ def cmd_ship(args) -> int:
 
     ckpt_path = Path(args.checkpoint)
     model = load_checkpoint(ckpt_path)
+    if model.config.encoder_int8:  # the deployed encoder: weights and codebooks on their int8 grids
+        from tinycodec.export.qat import snap_to_grid
+
+        snap_to_grid(model)
     history = read_checkpoint(ckpt_path)["history"]
     out = export_weights(model, PRETRAINED / f"{args.name}.safetensors", dtype=torch.float16, inference_only=True)
     again = load_model(str(out))  # the shipped file must rebuild with no other argument
@@ -170,8 +174,11 @@ def cmd_ship(args) -> int:
         f"| parameters | {s.params_encoder + s.params_codebooks + s.params_decoder:,} ({s.params_encoder:,} encoder, "
         f"{s.params_codebooks:,} codebooks, {s.params_decoder:,} decoder) |",
         f"| training steps | {getattr(model, 'checkpoint_step', '?')} (checkpoint with the best validation) |",
-        f"| file | `tinycodec/pretrained/{args.name}.safetensors` ({out.stat().st_size:,} bytes, float16, "
-        "without the codebooks' EMA statistics) |",
+        f"| file | `tinycodec/pretrained/{args.name}.safetensors` ({out.stat().st_size:,} bytes, float16"
+        + (" except the int8-exact encoder's weights (float32: they hold its integer grid exactly)"
+           if cfg.encoder_int8 else "") + ", without the codebooks' EMA statistics) |",
+        f"| encoder / decoder | {'int8-exact (the firmware arithmetic)' if cfg.encoder_int8 else 'float'} / "
+        f"{cfg.decoder} |",
         "", "## Data", "",
     ]
     hours = split_durations()
@@ -251,7 +258,8 @@ def main(argv=None) -> int:
     p.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true",
                    help="encoder and codebooks fixed: only the decoder learns (the codes stay valid)")
     p.add_argument("--ms-stft", dest="ms_stft", action="store_true",
-                   help="discriminators: multi-scale STFT (256/512/1024) only, no waveform discriminators")
+                   help="discriminators: two STFT scales (256, 1024; 8 channels) only: 2-D convs over a full-resolution "
+                        "spectrogram dominate a CPU step, so they are kept narrow")
     p.add_argument("--run", default=None, help="run name: checkpoints/reference_RUN (default: the preset)")
     p.add_argument("--every", type=int, default=250, help="steps between validations and checkpoints")
     p.set_defaults(func=cmd_train)

@@ -115,6 +115,21 @@ def _shipped_encoder_hash(name: str, mtime_ns: int) -> str:
     return encoder_hash(load_pretrained(name))
 
 
+@functools.lru_cache(maxsize=16)
+def _shipped_weights_hash(name: str, mtime_ns: int) -> bytes:
+    from tinycodec.pretrained import load_pretrained
+
+    return weights_hash(load_pretrained(name))
+
+
+def shipped_weights_hashes() -> dict[str, bytes]:
+    """``{name: weights_hash}`` of every shipped model (what version-1 files name)."""
+    from tinycodec.pretrained import PRETRAINED_DIR, list_pretrained
+
+    return {name: _shipped_weights_hash(name, (PRETRAINED_DIR / f"{name}.safetensors").stat().st_mtime_ns)
+            for name in list_pretrained()}
+
+
 def shipped_encoder_hashes() -> dict[str, str]:
     """``{name: encoder_hash}`` of every shipped model (cached per file version)."""
     from tinycodec.pretrained import PRETRAINED_DIR, list_pretrained
@@ -128,7 +143,8 @@ def find_model(header, seed: int = 0):
 
     Version 2: a shipped model whose encoder hash matches (the one named in the file first, then
     by name), else the model the file names (a preset built with ``seed``) if its hash matches.
-    Version 1: the model the file names.
+    Version 1: the shipped model whose weights hash matches (a model that was upgraded since keeps
+    its old weights under another name, e.g. ``tiny_v1``), else the model the file names.
 
     Raises:
         BitstreamError: no model that can decode the file (the message says which encoder it needs).
@@ -142,6 +158,11 @@ def find_model(header, seed: int = 0):
                          if h == wanted)
         if matches:
             return load_model(matches[0][1])
+    else:
+        same = sorted((name != header.model_id, name) for name, h in shipped_weights_hashes().items()
+                      if h == header.model_hash)
+        if same:
+            return load_model(same[0][1])
     if header.model_id not in list_pretrained() and header.model_id not in PRESETS:  # never a path from a file
         raise BitstreamError(f"no model found for this file: it needs {header.hash_kind} "
                              f"{header.model_hash.hex()} (written by {header.model_id!r}, not a shipped model "

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinycodec.export.c_export import LAYER_STRUCT_BYTES, plan_arena
+from tinycodec.export.c_export import LAYER_STRUCT_BYTES, fuse_relu, plan_arena
 from tinycodec.export.int8 import Int8Encoder
 
 S3_CLOCK_HZ = 240e6  # ESP32-S3 maximum CPU clock
@@ -200,7 +200,7 @@ def device_budget(enc: Int8Encoder) -> DeviceBudget:
     n_q, k, d = enc.codebooks.shape
     macs["rvq_search"] = frame_rate * n_q * k * d
     codebooks = enc.codebooks.size + n_q
-    table = LAYER_STRUCT_BYTES * len(enc.layers)
+    table = LAYER_STRUCT_BYTES * len(fuse_relu(enc)[0].layers)  # the C table folds each ReLU into its layer
     return DeviceBudget(preset=enc.preset, weights=weights, biases=biases, codebooks=codebooks,
                         layer_table=table, flash_bytes=weights + biases + codebooks + table,
                         arena_bytes=plan["bytes"], state_bytes=state, norms_bytes=n_q * k * 4,

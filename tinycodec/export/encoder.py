@@ -65,7 +65,9 @@ def causal_encoder(model: nn.Module) -> nn.Module:
     Returns:
         nn.Module: [B, 1, T] -> [B, D, T / hop_length] for T a multiple of ``hop_length``.
     """
-    encoder = model.encoder
+    # a deployed (int8-exact) encoder exports its float weights, which sit on its int8 grid: graph
+    # runtimes (onnxruntime, ESP-DL) quantize them again their own way
+    encoder = getattr(model.encoder, "float_encoder", model.encoder)
     memo = {id(t): t for t in list(encoder.parameters()) + list(encoder.buffers())}
     clone = copy.deepcopy(encoder, memo)
     _replace_convs(clone)

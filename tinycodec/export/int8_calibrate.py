@@ -150,6 +150,22 @@ def _as_pcm_list(calib_wavs, sample_rate: int) -> list[np.ndarray]:
     return out
 
 
+def conv_layer(fl: dict, wq: np.ndarray, bq: np.ndarray, shift: int) -> Int8Layer:
+    """The :class:`Int8Layer` of conv ``fl`` (a graph layer) from its integer weights [C_out, C_in/g, k]
+    and integer bias [C_out] (int32 checked), in the layout of its op."""
+    conv, op = fl["conv"], fl["op"]
+    wq, bq = np.asarray(wq).astype(np.int8), np.asarray(bq).astype(np.int64)
+    if np.abs(bq).max(initial=0) > 2**31 - 1:
+        raise OverflowError(f"{fl['name']}: bias does not fit int32")
+    if op == "depthwise":
+        wq, bq = wq[:, 0, :], None
+    elif op == "pointwise":
+        wq = wq[:, :, 0]
+    return Int8Layer(op, fl["inputs"], fl["output"], weight=wq, bias=None if bq is None else bq.astype(np.int32),
+                     shift=shift, stride=conv.stride[0], dilation=conv.dilation[0], history=fl["history"],
+                     name=fl["name"])
+
+
 @torch.no_grad()
 def quantize_encoder(model: nn.Module, calib_wavs=None, preset: str = "", equalize: bool = True) -> Int8Encoder:
     """Quantize ``model.encoder`` + ``model.quantizer`` to the int8 reference.
@@ -197,18 +213,9 @@ def quantize_encoder(model: nn.Module, calib_wavs=None, preset: str = "", equali
         conv = fl["conv"]
         w = conv.weight.double().numpy()
         e_w = _exponent(float(np.abs(w).max()))
-        wq = np.clip(np.round(w * 2.0**e_w), -128, 127).astype(np.int8)
+        wq = np.clip(np.round(w * 2.0**e_w), -128, 127)
         bias = np.zeros(conv.out_channels) if conv.bias is None else conv.bias.double().numpy()
-        bq = np.round(bias * 2.0 ** (e_x + e_w)).astype(np.int64)
-        if np.abs(bq).max(initial=0) > 2**31 - 1:
-            raise OverflowError(f"{fl['name']}: bias does not fit int32 at exponent {e_x + e_w}")
-        if op == "depthwise":
-            wq, bq = wq[:, 0, :], None
-        elif op == "pointwise":
-            wq = wq[:, :, 0]
-        layers.append(Int8Layer(op, ins, out, weight=wq, bias=None if bq is None else bq.astype(np.int32),
-                                shift=e_x + e_w - e_y, stride=conv.stride[0], dilation=conv.dilation[0],
-                                history=fl["history"], name=fl["name"]))
+        layers.append(conv_layer(fl, wq, np.round(bias * 2.0 ** (e_x + e_w)), e_x + e_w - e_y))
     e_z = exps[layers[-1].output]
     embeds = [q.embed.double().numpy() for q in model.quantizer.layers]
     e_c = [min(_exponent(float(np.abs(c).max())), e_z + MAX_VQ_UPSHIFT) for c in embeds]

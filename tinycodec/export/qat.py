@@ -22,7 +22,13 @@ import numpy as np
 import torch
 
 from tinycodec.export.int8 import PCM_EXPONENT, Int8Encoder, Int8Layer
-from tinycodec.export.int8_calibrate import MAX_VQ_UPSHIFT, _exponent, equalize_cross_layer, quantize_encoder
+from tinycodec.export.int8_calibrate import (
+    MAX_VQ_UPSHIFT,
+    _exponent,
+    conv_layer,
+    equalize_cross_layer,
+    quantize_encoder,
+)
 
 
 @torch.no_grad()
@@ -83,6 +89,24 @@ def snap_codebooks(model) -> None:
 
 
 @torch.no_grad()
+def snap_to_grid(model) -> None:
+    """Put an int8 model on its integer grids (in place): every encoder weight and bias becomes the
+    value the firmware stores (``q * 2**-e``) and every codebook its int8 grid. The integer encoder
+    does not change; a copy in float32, or float16 for the weights, reproduces it exactly."""
+    enc = model.encoder
+    for i, layer in enumerate(enc.graph):
+        if layer["conv"] is None:
+            continue
+        conv, e_w = layer["conv"], int(enc.weight_exponents[i])
+        e_b = int(enc.exponents[layer["inputs"][0]]) + e_w
+        wq, bq = enc.integer_weights(i)
+        conv.weight.copy_((wq * 2.0**-e_w).float())
+        if bq is not None:
+            conv.bias.copy_((bq * 2.0**-e_b).float())
+    snap_codebooks(model)
+
+
+@torch.no_grad()
 def int8_encoder_of(model, preset: str = "") -> Int8Encoder:
     """The firmware's tables read off an int8 model: its exponents, its rounded weights, its snapped
     codebooks. No calibration: ``int8_encoder_of(model).encode(pcm)`` equals ``model.encode``."""
@@ -102,20 +126,9 @@ def int8_encoder_of(model, preset: str = "") -> Int8Encoder:
             layers.append(Int8Layer(op, ins, out, shift=e_m - exps[out], shift_a=e_m - exps[ins[0]],
                                     shift_b=e_m - exps[ins[1]], name=fl["name"]))
         else:
-            conv = fl["conv"]
             wq, bq = enc.integer_weights(i)
-            wq = wq.numpy().astype(np.int8)
-            bq = np.zeros(conv.out_channels, dtype=np.int64) if bq is None else bq.numpy().astype(np.int64)
-            if np.abs(bq).max(initial=0) > 2**31 - 1:
-                raise OverflowError(f"{fl['name']}: bias does not fit int32")
-            if op == "depthwise":
-                wq, bq = wq[:, 0, :], None
-            elif op == "pointwise":
-                wq = wq[:, :, 0]
-            layers.append(Int8Layer(op, ins, out, weight=wq, bias=None if bq is None else bq.astype(np.int32),
-                                    shift=exps[ins[0]] + int(enc.weight_exponents[i]) - exps[out],
-                                    stride=conv.stride[0], dilation=conv.dilation[0], history=fl["history"],
-                                    name=fl["name"]))
+            bq = np.zeros(fl["conv"].out_channels) if bq is None else bq.numpy()
+            layers.append(conv_layer(fl, wq.numpy(), bq, exps[ins[0]] + int(enc.weight_exponents[i]) - exps[out]))
     e_z = enc.output_exponent
     embeds = [q.embed.double() for q in model.quantizer.layers]
     e_c = [codebook_exponent(c, e_z) for c in embeds]
@@ -124,3 +137,48 @@ def int8_encoder_of(model, preset: str = "") -> Int8Encoder:
     return Int8Encoder(layers=layers, channels=dict(enc.channels), exponents=exps, codebooks=codebooks.astype(np.int8),
                        z_shift=e_v - e_z, cb_shifts=np.array([e_v - e for e in e_c], dtype=np.int64),
                        hop_length=model.config.hop_length, sample_rate=model.config.sample_rate, preset=preset)
+
+
+@torch.no_grad()
+def path_quality(model, clips) -> dict:
+    """What a user hears from a deployed model, two ways, decoded by the same (server) decoder.
+
+    - ``mcu``: the device's codes (``model.encode``, equal to the int8 reference and the C encoder).
+    - ``float``: the same weights run in float arithmetic (``model.encoder.float_encoder``).
+
+    Args:
+        model: a model with ``encoder_int8=True``.
+        clips: :class:`tinycodec.eval_data.Clip` list (``wav`` [1, 1, T], ``category``).
+
+    Returns:
+        dict: ``{"mcu": {category: metrics}, "float": ..., "code_agreement_float_vs_mcu": per level}``;
+        metrics are means of log-mel (all), and STOI and PESQ-WB (speech).
+    """
+    import math
+
+    from tinycodec.metrics import log_mel_distance, pesq_wb, stoi
+
+    sr = model.sample_rate
+    sums: dict = {"mcu": {}, "float": {}}
+    same, total = None, 0
+    for clip in clips:
+        wav = clip.wav
+        codes = {"mcu": model.encode(wav),
+                 "float": model.quantizer.encode(model.encoder.float_encoder(model._check_wav(wav)))}
+        eq = (codes["mcu"] == codes["float"]).sum(-1)[0].double()
+        same = eq if same is None else same + eq
+        total += codes["mcu"].shape[-1]
+        for path, c in codes.items():
+            y = model.decode(c, length=wav.shape[-1])[0, 0]
+            ref = wav[0, 0]
+            scores = {"log_mel": log_mel_distance(ref, y, sr)}
+            if clip.category == "speech":
+                scores |= {"stoi": stoi(ref, y, sr), "pesq_wb": pesq_wb(ref, y, sr)}
+            cat = sums[path].setdefault(clip.category, {})
+            for k, v in scores.items():
+                if not math.isnan(v):
+                    cat.setdefault(k, []).append(v)
+    out = {path: {cat: {k: round(sum(v) / len(v), 4) for k, v in m.items()} | {"n_clips": len(m["log_mel"])}
+                  for cat, m in per.items()} for path, per in sums.items()}
+    out["code_agreement_float_vs_mcu"] = [round(float(s) / total, 4) for s in same]
+    return out

@@ -263,7 +263,9 @@ class EMAVectorQuantizer(nn.Module):
         B, D, n_frames = x.shape
         active = torch.ones(B, dtype=torch.bool, device=x.device) if mask is None else mask
         frames = x.detach().transpose(1, 2)[active].reshape(-1, D)
-        if self.training and not bool(self.initialized):
+        # k-means on a non-finite batch would seed NaN codes: wait for a finite batch (the trainer's
+        # NaN guard then skips this step and rolls the codebook back)
+        if self.training and not bool(self.initialized) and bool(torch.isfinite(x).all()):
             # all examples, not only the active ones: every rank needs frames for k-means
             self.init_kmeans(x.detach().transpose(1, 2).reshape(-1, D))
         indices = self.encode(x.detach())

@@ -2,6 +2,7 @@
 
     tinycodec train --config ultra_tiny --audio_dir data/demo --max_steps 2000
     tinycodec train --resume checkpoints/step_00002000.pt --max_steps 4000
+    tinycodec train --init tiny --audio_dir MY_SOUNDS --freeze-encoder --max_steps 2000   # adapt the decoder
 
 ``--resume CKPT`` continues the run the checkpoint holds: its whole ``TrainConfig`` comes from the
 checkpoint, and only flags of ``RESUME_SAFE`` (length, logging, saving, hardware) may change it;
@@ -50,6 +51,15 @@ def register(subparsers) -> None:
     p.add_argument("--resume", metavar="CKPT",
                    help="continue the run in this checkpoint, exactly (its config comes from it; only "
                         "--max_steps/--num_epochs, logging, saving and hardware flags may change)")
+    p.add_argument("--init", metavar="MODEL",
+                   help="start from a trained model: a shipped name (e.g. tiny), a .safetensors or a checkpoint; "
+                        "adapts it to --audio_dir (the most common use: your own sounds)")
+    p.add_argument("--decoder", choices=["mirror", "server"],
+                   help="decoder to train (default: the model's); a new kind starts from random weights")
+    p.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true", default=None,
+                   help="train the decoder only: encoder and codebooks stay fixed, so the firmware and every "
+                        ".tcz written with them stay valid")
+    p.add_argument("--num_threads", type=int, help="torch CPU threads (default 1 on CPU)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, help="seed of weights, crops and codebooks (default 0)")
     p.set_defaults(func=run)
