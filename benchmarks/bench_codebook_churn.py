@@ -35,8 +35,8 @@ OUT = ROOT / "benchmarks" / "results" / "codebook_churn.json"
 
 @torch.no_grad()
 def held_out_scores(model, clips: list, n_q_max: int) -> dict:
-    from tinycodec.losses import mel_distance
-    from tinycodec.metrics import stoi
+    from tinycodec.eval.metrics import stoi
+    from tinycodec.train.losses import mel_distance
 
     scores = {}
     for n_q in range(1, n_q_max + 1):
@@ -91,7 +91,7 @@ def run(rule: str, steps: int, clips: list, audio_dir: str) -> dict:
 def main() -> None:
     from train_reference import link_corpora
 
-    from tinycodec.eval_data import load_clips
+    from tinycodec.eval.clips import load_clips
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=400)

@@ -5,7 +5,7 @@
 For each TinyStream preset: the encoder + VQ search on 10 s of real audio, timed in PyTorch
 (``model.encode``) and in onnxruntime (fp32 graph from ``export_onnx``, and the int8 QDQ graph),
 median of repeats, as x real time and as ratios within this run. PTQ figures use an untrained
-stand-in (``condition_untrained``: random weights, unit-variance convs, k-means codebooks),
+stand-in (``prepare_untrained``: random weights, unit-variance convs, k-means codebooks),
 so agreement is a floor, not what trained weights give. Writes benchmarks/results/export.json.
 """
 
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
+from tinycodec.export.calibration import calibration_clips, prepare_untrained, split_clips
 from tinycodec.export.onnx import check_onnx, onnx_session, run_onnx
-from tinycodec.export.ptq import condition_untrained, load_clips, ptq, split_clips
+from tinycodec.export.ptq import ptq
 from tinycodec.models import TinyStream
 
 
@@ -40,7 +41,7 @@ def median_time(fn, repeats: int) -> float:
 def bench_preset(preset: str, clips: list[torch.Tensor], repeats: int, calib: int, seconds: float) -> dict:
     torch.manual_seed(0)
     model = TinyStream.from_preset(preset).eval()
-    condition_untrained(model, split_clips(clips)[0])
+    prepare_untrained(model, split_clips(clips)[0])
     wav = torch.cat([c.reshape(-1) for c in clips])[16000: 16000 + int(seconds * model.sample_rate)].reshape(1, 1, -1)
     with tempfile.TemporaryDirectory() as tmp:
         result = ptq(model, tmp, clips, calib_count=calib)
@@ -72,7 +73,7 @@ def main() -> None:
     args = p.parse_args()
     presets = ["ultra_tiny"] if args.quick else ["ultra_tiny", "tiny", "small"]
     repeats, calib, seconds = (3, 8, 2.0) if args.quick else (10, 32, 10.0)
-    clips = load_clips(args.data, sample_rate=16000)
+    clips = calibration_clips(args.data, sample_rate=16000)
     load = os.getloadavg()[0]  # other jobs on the machine skew every number: recorded
     results = {preset: bench_preset(preset, clips, repeats, calib, seconds) for preset in presets}
     import onnxruntime
@@ -88,7 +89,7 @@ def main() -> None:
             "load_average_1min": load,
         },
         "config": {"quick": args.quick, "repeats": repeats, "calibration_windows": calib,
-                   "weights": "untrained stand-in (condition_untrained)"},
+                   "weights": "untrained stand-in (prepare_untrained)"},
         "results": results,
     }
     out = Path(args.out)

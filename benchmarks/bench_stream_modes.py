@@ -1,6 +1,6 @@
 """Overlap-save against stateful streaming, per model family, one CPU thread.
 
-For each preset, :func:`tinycodec.overlap_save.compare_stream_modes` streams the same speech
+For each preset, :func:`tinycodec.streaming.overlap_save.compare_stream_modes` streams the same speech
 through overlap-save (window 2 hops, hop 1 hop; 480/240 for the transformer codec) and through
 ``model.streaming(1)`` one hop per call, and reports per mode: input samples processed per second
 of audio (compute count), estimated MACs/s, algorithmic latency, real-time factor (RTF, lower is
@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from _common import machine_info  # noqa: E402  (benchmarks/ is the script's folder)
 
-from tinycodec.overlap_save import compare_stream_modes
 from tinycodec.pretrained import load_model
+from tinycodec.streaming.overlap_save import compare_stream_modes
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEECH = ROOT / "data" / "demo" / "speech" / "pyannote_sample.wav"

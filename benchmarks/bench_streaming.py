@@ -22,7 +22,7 @@ import torch
 from _common import machine_info, write_report  # noqa: E402  (benchmarks/ is the script's folder)
 
 from tinycodec.models import CodecModel, list_presets
-from tinycodec.summary import summary
+from tinycodec.models.summary import summary
 
 TARGET_TINY_RTF = 0.02  # issue 3; Lyra v2 reports ~0.029 on one phone core
 

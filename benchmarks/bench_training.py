@@ -34,11 +34,11 @@ from _common import machine_info, write_report  # noqa: E402
 
 def build(name: str, audio_dir: str, tmp: str, batch: int, length: float):
     """A trainer for configuration ``name`` and whether it runs the old code paths."""
-    from tinycodec.discriminators import DiscriminatorConfig
     from tinycodec.export.qat import prepare_int8_model
     from tinycodec.pretrained import load_pretrained
     from tinycodec.train import TrainConfig, Trainer
     from tinycodec.train.checkpoint import export_weights
+    from tinycodec.train.discriminators import DiscriminatorConfig
 
     common = dict(audio_dir=audio_dir, batch_size=batch, audio_length=length, max_steps=10**6, log_dir=None,
                   checkpoint_dir=os.path.join(tmp, name), progress=False, val_clips=1, device="cpu")

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tinycodec
-from tinycodec import entropy
 from tinycodec.bitstream import (
     HEADER_SIZE,
     PACKET_OVERHEAD,
@@ -23,6 +22,7 @@ from tinycodec.bitstream import (
     decode_bytes,
     depacketize,
     encode_bytes,
+    entropy,
     pack_codes,
     packetize,
     read_packet,

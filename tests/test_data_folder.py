@@ -172,7 +172,7 @@ def _write_speakers(root: Path) -> None:
 def test_splits_json_holds_out_whole_speakers_and_single_recordings(tmp_path):
     import json
 
-    from tinycodec.eval_data import list_clips
+    from tinycodec.eval.clips import list_clips
 
     _write_speakers(tmp_path)
     (tmp_path / "splits.json").write_text(json.dumps({

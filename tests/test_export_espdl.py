@@ -15,10 +15,10 @@ pytest.importorskip("esp_ppq", reason="export extra not installed: pip install '
 
 import onnx  # noqa: E402
 
+from tinycodec.export.calibration import calibration_clips, split_clips  # noqa: E402
 from tinycodec.export.encoder import causal_encoder  # noqa: E402
 from tinycodec.export.espdl import EspdlError, check_log, export_espdl, parse_test_values  # noqa: E402
 from tinycodec.export.espdl_sim import EspdlSim, sim_ops, streaming_windows  # noqa: E402
-from tinycodec.export.ptq import load_clips, split_clips  # noqa: E402
 from tinycodec.models import TinyStream  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def test_check_log_rejects_errors_and_counts_caches():
 def ultra_tiny_espdl(tmp_path_factory):
     torch.manual_seed(0)
     model = TinyStream.from_preset("ultra_tiny").eval()
-    calib, held = split_clips(load_clips(Path(__file__).resolve().parents[1] / "data" / "demo", sample_rate=16000))
+    calib, held = split_clips(calibration_clips(Path(__file__).resolve().parents[1] / "data" / "demo", sample_rate=16000))
     out = tmp_path_factory.mktemp("espdl")
     # 8-bit only (no 16-bit retry) and few calibration windows: keeps this under a minute
     result = export_espdl(model, out, target="esp32s3", bits=8, calib_wavs=calib, eval_wavs=held,
@@ -84,11 +84,11 @@ def test_espdl_default_windows_break_strided_streaming(ultra_tiny_espdl):
 
 def test_compare_quantization_reports_every_conv_layer(tmp_path):
     from tinycodec.export.espdl_compare import compare_quantization
-    from tinycodec.export.int8_calibrate import extract_graph
+    from tinycodec.export.int8_quantize import extract_graph
 
     torch.manual_seed(0)
     model = TinyStream.from_preset("ultra_tiny").eval()
-    calib, held = split_clips(load_clips(Path(__file__).resolve().parents[1] / "data" / "demo", sample_rate=16000))
+    calib, held = split_clips(calibration_clips(Path(__file__).resolve().parents[1] / "data" / "demo", sample_rate=16000))
     rep = compare_quantization(model, calib, held[:1], tmp_path, calib_steps=4, seconds=1.0)
     convs = [layer for layer in extract_graph(model.encoder)[0] if layer["op"] in ("conv1d", "depthwise", "pointwise")]
     assert [row["layer"] for row in rep["layers"]] == [layer["name"] for layer in convs]

@@ -11,9 +11,10 @@ pytest.importorskip("onnxruntime", reason="export extra not installed: pip insta
 
 import onnx  # noqa: E402
 
+from tinycodec.export.calibration import calibration_clips, prepare_untrained, split_clips  # noqa: E402
 from tinycodec.export.encoder import EncoderExport  # noqa: E402
 from tinycodec.export.onnx import check_onnx, export_onnx, onnx_session, run_onnx  # noqa: E402
-from tinycodec.export.ptq import condition_untrained, load_clips, ptq, split_clips  # noqa: E402
+from tinycodec.export.ptq import ptq  # noqa: E402
 from tinycodec.models import TinyStream  # noqa: E402
 
 DATA = str(Path(__file__).resolve().parents[1] / "data" / "demo")
@@ -26,7 +27,7 @@ def _model(preset: str, seed: int = 0) -> TinyStream:
 
 @pytest.fixture(scope="module")
 def clips():
-    return load_clips(DATA, sample_rate=16000)
+    return calibration_clips(DATA, sample_rate=16000)
 
 
 @pytest.fixture(scope="module", params=["ultra_tiny", "tiny"])
@@ -92,7 +93,7 @@ def test_cli_export_onnx(tmp_path, capsys):
 
 
 # Bound for int8 PTQ on an *untrained* stand-in (random weights conditioned by
-# condition_untrained): level-1 codes must agree with fp32 on >= 20 % of held-out frames,
+# prepare_untrained): level-1 codes must agree with fp32 on >= 20 % of held-out frames,
 # 50x the 1/256 chance of ultra_tiny's codebook (measured: ~0.45). Deep random nets amplify
 # quantization noise far more than trained ones, so this is a floor against broken
 # quantization (all-zero codes, quantized distances tie -> agreement ~1/K), not the target
@@ -103,7 +104,7 @@ MIN_LEVEL1_AGREEMENT = 0.2
 @pytest.mark.slow  # 17-40 s on 2 busy cores: LSUV conditioning, k-means, ORT calibration
 def test_ptq_code_agreement(tmp_path, clips):
     model = _model("ultra_tiny")
-    condition_untrained(model, split_clips(clips)[0])
+    prepare_untrained(model, split_clips(clips)[0])
     result = ptq(model, tmp_path, clips, calib_count=8, eval_count=8)
     print(f"ultra_tiny int8 PTQ: agreement {result.code_agreement:.3f} per level "
           f"{[round(a, 3) for a in result.agreement_per_level]}, mel delta {result.mel_delta:+.4f}")

@@ -107,7 +107,7 @@ def test_shipped_model_reconstructs_real_speech_better_than_untrained(name):
     from pathlib import Path
 
     from tinycodec.audio import load
-    from tinycodec.metrics import log_mel_distance
+    from tinycodec.eval.metrics import log_mel_distance
     trained = load_pretrained(name)
     torch.manual_seed(0)
     untrained = type(trained)(trained.config).eval()  # same architecture, no training

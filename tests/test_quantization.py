@@ -242,7 +242,7 @@ def test_reseeding_settles_on_real_audio_at_default_settings():
     """The shipped tiny encoder's embeddings of real speech, 256 frames per step (batch 8 x 0.5 s),
     into a fresh 4 x 512 RVQ with the default dead-code settings: after warm-up almost no code is
     re-seeded per step, and every level still uses most of its codes."""
-    from tinycodec.export.int8_calibrate import default_calib_wavs, load_pcm
+    from tinycodec.export.calibration import default_calib_wavs, load_pcm
     from tinycodec.pretrained import load_pretrained
 
     torch.manual_seed(0)

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_train import corpus, tiny_config  # noqa: F401  (corpus is a fixture)
 
 from tinycodec.train import load_checkpoint, train
 
 
 @pytest.fixture(scope="module")
-def trained(corpus, tmp_path_factory):  # noqa: F811
+def trained(corpus, tmp_path_factory, tiny_config):
     out = tmp_path_factory.mktemp("base")
     result = train(tiny_config(corpus, out, max_steps=2))
     return result.checkpoint
 
 
-def test_frozen_encoder_keeps_encoder_and_codebooks_and_trains_a_new_decoder(corpus, trained, tmp_path):  # noqa: F811
+def test_frozen_encoder_keeps_encoder_and_codebooks_and_trains_a_new_decoder(corpus, trained, tmp_path, tiny_config):
     base = load_checkpoint(trained)
     cfg = tiny_config(corpus, tmp_path, model=None, preset=None, init=trained, decoder="server",
                       freeze_encoder=True, max_steps=3, disc_warmup_steps=1,
@@ -36,14 +35,14 @@ def test_frozen_encoder_keeps_encoder_and_codebooks_and_trains_a_new_decoder(cor
     assert any(v == v for v in result.history["adversarial"])  # the GAN phase ran (not all NaN)
 
 
-def test_unfrozen_init_fine_tunes_everything(corpus, trained, tmp_path):  # noqa: F811
+def test_unfrozen_init_fine_tunes_everything(corpus, trained, tmp_path, tiny_config):
     base = load_checkpoint(trained)
     model = train(tiny_config(corpus, tmp_path, model=None, preset=None, init=trained, max_steps=1)).model
     assert model.config.decoder == "mirror"
     assert not torch.equal(model.encoder.layers[0].conv.weight.cpu(), base.encoder.layers[0].conv.weight)
 
 
-def test_init_that_lacks_the_encoder_is_refused(corpus, tmp_path):  # noqa: F811
+def test_init_that_lacks_the_encoder_is_refused(corpus, tmp_path):
     from tinycodec.models import TinyStream
     from tinycodec.train.loop import load_init_state
 
@@ -55,7 +54,7 @@ def test_init_that_lacks_the_encoder_is_refused(corpus, tmp_path):  # noqa: F811
 def test_cli_flags_for_decoder_training_reach_the_config():
     import argparse
 
-    from tinycodec.train.cli import config_from_args, register
+    from tinycodec.cli.train import config_from_args, register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

@@ -20,37 +20,37 @@ _LAZY = {
     "AudioFolder": "tinycodec.data.folder",
     "TensorCorpus": "tinycodec.data.tensorcorpus",
     "synth_nature": "tinycodec.data.synth",
-    "active_excerpt": "tinycodec.excerpt",
+    "active_excerpt": "tinycodec.audio.excerpt",
     # models and quantization (book/02_architecture.md, book/03_quantization.md)
     "SoundStream": "tinycodec.models",
     "TinyStream": "tinycodec.models",
     "CodecConfig": "tinycodec.models",
     "SoundStreamConfig": "tinycodec.models",
     "TinyStreamConfig": "tinycodec.models",
-    "summary": "tinycodec.summary",
-    "summary_table": "tinycodec.summary",
+    "summary": "tinycodec.models.summary",
+    "summary_table": "tinycodec.models.summary",
     # bitstream, entropy coding, metrics (book/05_bitrate.md)
-    "evaluate": "tinycodec.evaluate",
-    "EvalResult": "tinycodec.evaluate",
-    "nominal_bitrate": "tinycodec.bitrate",
-    "bitrate_table": "tinycodec.bitrate",
-    "codebook_entropy": "tinycodec.bitrate",
-    "entropy_coded_size": "tinycodec.bitrate",
-    "quality_vs_bitrate": "tinycodec.bitrate",
+    "evaluate": "tinycodec.eval.evaluate",
+    "EvalResult": "tinycodec.eval.evaluate",
+    "nominal_bitrate": "tinycodec.eval.bitrate",
+    "bitrate_table": "tinycodec.eval.bitrate",
+    "codebook_entropy": "tinycodec.eval.bitrate",
+    "entropy_coded_size": "tinycodec.eval.bitrate",
+    "quality_vs_bitrate": "tinycodec.eval.bitrate",
     "BitstreamError": "tinycodec.bitstream",
     "encode_bytes": "tinycodec.bitstream",
     "decode_bytes": "tinycodec.bitstream",
     "weights_hash": "tinycodec.bitstream",
-    "EntropyTables": "tinycodec.entropy",
-    "fit_tables": "tinycodec.entropy",
-    "empirical_entropy": "tinycodec.entropy",
-    "si_sdr": "tinycodec.metrics",
-    "log_mel_distance": "tinycodec.metrics",
-    "multi_resolution_stft_distance": "tinycodec.metrics",
-    "pesq_wb": "tinycodec.metrics",
-    "stoi": "tinycodec.metrics",
-    "codebook_usage": "tinycodec.metrics",
-    "run_baseline": "tinycodec.baselines",
+    "EntropyTables": "tinycodec.bitstream.entropy",
+    "fit_tables": "tinycodec.bitstream.entropy",
+    "empirical_entropy": "tinycodec.bitstream.entropy",
+    "si_sdr": "tinycodec.eval.metrics",
+    "log_mel_distance": "tinycodec.eval.metrics",
+    "multi_resolution_stft_distance": "tinycodec.eval.metrics",
+    "pesq_wb": "tinycodec.eval.metrics",
+    "stoi": "tinycodec.eval.metrics",
+    "codebook_usage": "tinycodec.eval.metrics",
+    "run_baseline": "tinycodec.eval.baselines",
     # shipped models and model specs (tinycodec/pretrained)
     "load_pretrained": "tinycodec.pretrained",
     "list_pretrained": "tinycodec.pretrained",
@@ -61,10 +61,10 @@ _LAZY = {
     # streaming codec API (book/06_streaming.md)
     "TinyCodec": "tinycodec.codec",
     "TinyTransformerCodec": "tinycodec.models",
-    # training (book/04_training.md)
-    "train": "tinycodec.train",
+    # training (book/04_training.md); ``tinycodec.train`` is the package, its function is
+    # ``tinycodec.train.train`` (a package attribute cannot be a function as well)
     "TrainConfig": "tinycodec.train",
-    "load_checkpoint": "tinycodec.train",
+    "load_checkpoint": "tinycodec.pretrained",
     "export_weights": "tinycodec.train",
     # export (book/07_deployment.md)
     "EncoderExport": "tinycodec.export.encoder",
@@ -75,7 +75,13 @@ _LAZY = {
 }
 
 
+# subpackages reachable as attributes before anything imported them
+_SUBPACKAGES = ("train",)
+
+
 def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"tinycodec.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'tinycodec' has no attribute {name!r}")
@@ -85,7 +91,7 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+    return sorted(list(globals()) + list(_LAZY) + list(_SUBPACKAGES))
 
 
 __all__ = ["__version__", *_LAZY]

@@ -123,18 +123,18 @@ _WAV = re.compile(r"data:audio/wav;base64,([A-Za-z0-9+/=\s]+)")
 def audio_problems(nb) -> list[str]:
     """Players in an executed notebook that are silent or whose level before normalization is unknown.
 
-    Every `<audio>` element must come from `tinycodec.excerpt.player`, which records the clip's
+    Every `<audio>` element must come from `tinycodec.audio.excerpt.player`, which records the clip's
     level before IPython normalizes it (`data-tinycodec-rms-dbfs`, `-active-fraction`); both must
-    clear the floor in `tinycodec.excerpt`, and the embedded WAV must hold non-zero samples.
+    clear the floor in `tinycodec.audio.excerpt`, and the embedded WAV must hold non-zero samples.
     """
-    from tinycodec.excerpt import AUDIBLE_RMS_DBFS, MIN_ACTIVE_FRACTION
+    from tinycodec.audio.excerpt import AUDIBLE_RMS_DBFS, MIN_ACTIVE_FRACTION
 
     problems, n = [], 0
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if any(k.startswith("audio/") for k in data):
-                problems.append(f"cell {i}: a raw audio output (use tinycodec.excerpt.player)")
+                problems.append(f"cell {i}: a raw audio output (use tinycodec.audio.excerpt.player)")
             html = data.get("text/html", "")
             html = "".join(html) if isinstance(html, list) else html
             for match in _AUDIO_TAG.finditer(html):
@@ -142,7 +142,7 @@ def audio_problems(nb) -> list[str]:
                 where = f"cell {i}, player {n}"
                 attrs = dict(_ATTR.findall(match.group(0)))
                 if "rms-dbfs" not in attrs or "active-fraction" not in attrs:
-                    problems.append(f"{where}: level before normalization unknown (use tinycodec.excerpt.player)")
+                    problems.append(f"{where}: level before normalization unknown (use tinycodec.audio.excerpt.player)")
                     continue
                 rms, active = float(attrs["rms-dbfs"]), float(attrs["active-fraction"])
                 if rms < AUDIBLE_RMS_DBFS or active < MIN_ACTIVE_FRACTION:

@@ -7,7 +7,7 @@ loaded (naturalWidth > 0), it has <audio> elements when its chapter plays sound,
 - no request left the machine: anything but the local server is refused *and* reported, so a
   CDN script, font or widget manager fails the check instead of silently not loading;
 - every <audio> element carries the level its samples had before the player normalized them
-  (``tinycodec.excerpt.player``), at or above the book's loudness floor;
+  (``tinycodec.audio.excerpt.player``), at or above the book's loudness floor;
 - nothing runs off the right edge: the page does not scroll sideways, and no table, code block,
   output or image is wider than the text column unless it sits in a box that scrolls.
 A full-page screenshot goes to _build/screenshots/ (read them: a check cannot judge a figure).
@@ -116,7 +116,7 @@ def expects_audio(source: Path) -> bool:
 
 def page_problems(info: dict, mathjax: str, external: list[str], wants_audio: bool) -> list[str]:
     """What is wrong with one page, from the probe's findings (empty: the page is fine)."""
-    from tinycodec.excerpt import AUDIBLE_RMS_DBFS, MIN_ACTIVE_FRACTION
+    from tinycodec.audio.excerpt import AUDIBLE_RMS_DBFS, MIN_ACTIVE_FRACTION
 
     problems = []
     if info["broken_images"]:
@@ -135,7 +135,7 @@ def page_problems(info: dict, mathjax: str, external: list[str], wants_audio: bo
         problems.append(f"{len(external)} requests would leave the machine, e.g. {external[0]}")
     for i, level in enumerate(info["audio_levels"], 1):
         if level["rms"] is None or level["active"] is None:
-            problems.append(f"player {i}: no recorded level (make it with tinycodec.excerpt.player)")
+            problems.append(f"player {i}: no recorded level (make it with tinycodec.audio.excerpt.player)")
         elif level["rms"] < AUDIBLE_RMS_DBFS or level["active"] < MIN_ACTIVE_FRACTION:
             problems.append(f"player {i}: too quiet ({level['rms']:.1f} dBFS, {level['active']:.0%} active)")
     if info["page_scrolls_sideways"]:

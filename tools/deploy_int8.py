@@ -62,8 +62,9 @@ def finalize(args) -> int:
     import numpy as np
     import torch
 
-    from tinycodec.export.int8_calibrate import code_agreement, load_pcm
-    from tinycodec.export.qat import int8_encoder_of, snap_to_grid
+    from tinycodec.export.calibration import load_pcm
+    from tinycodec.export.int8_quantize import code_agreement, int8_encoder_of
+    from tinycodec.export.qat import snap_to_grid
     from tinycodec.pretrained import load_model, load_weights
     from tinycodec.train.checkpoint import export_weights
 

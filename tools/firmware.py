@@ -84,7 +84,8 @@ def run(cmd: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
 def export(preset: str, out_dir: Path) -> dict:
     """Headers + code agreement int8 vs float on the calibration audio."""
     from tinycodec.export.c_export import export_c_encoder
-    from tinycodec.export.int8_calibrate import code_agreement, default_calib_wavs, load_pcm
+    from tinycodec.export.calibration import default_calib_wavs, load_pcm
+    from tinycodec.export.int8_quantize import code_agreement
 
     info, enc, model = export_c_encoder(preset, out_dir)
     pcms = [load_pcm(f, enc.sample_rate, 20.0) for f in default_calib_wavs()]
@@ -229,12 +230,12 @@ def espdl_report(preset: str, build: Path) -> dict:
 
     if importlib.util.find_spec("esp_ppq") is None:
         return {"skipped": "esp-ppq not installed (pip install -c constraints.txt -e '.[export]')"}
+    from tinycodec.export.calibration import calibration_clips, split_clips
     from tinycodec.export.espdl_compare import compare_quantization
-    from tinycodec.export.ptq import load_clips, split_clips
     from tinycodec.pretrained import load_model
 
     model = load_model(preset)
-    calib, held = split_clips(load_clips(ROOT / "data" / "demo", sample_rate=model.sample_rate))
+    calib, held = split_clips(calibration_clips(ROOT / "data" / "demo", sample_rate=model.sample_rate))
     rep = compare_quantization(model, calib, held, build / "espdl" / preset)
     export = rep.pop("espdl_export")
     for key in ("espdl", "info", "json", "log", "vectors"):
@@ -248,7 +249,7 @@ def espdl_report(preset: str, build: Path) -> dict:
 def path_quality_report(preset: str, clips_per_category: int = 12) -> dict:
     """``quality_mcu_path`` / ``quality_float_path`` of a shipped model on held-out clips: the reference
     corpus's test split (whole speakers held out) when it is fetched, else the demo corpus (named)."""
-    from tinycodec.eval_data import load_clips
+    from tinycodec.eval.clips import load_clips
     from tinycodec.export.qat import path_quality
     from tinycodec.pretrained import load_pretrained
 

@@ -46,9 +46,9 @@ def link_corpora() -> Path:
 
 
 def cmd_train(args) -> int:
-    from tinycodec.discriminators import DiscriminatorConfig
     from tinycodec.models import get_preset
     from tinycodec.train import TrainConfig, train
+    from tinycodec.train.discriminators import DiscriminatorConfig
 
     audio_dir = link_corpora()
     family = get_preset(args.preset).family
@@ -123,7 +123,7 @@ BASELINE_ROWS = ("opus_6k", "opus_8k", "codec2_3200", "codec2_2400")
 
 def quality_table(eval_json: Path, name: str) -> list[str]:
     """Markdown: this model's rows next to the baselines the issue names, per category."""
-    from tinycodec.evaluate import HIGHER_IS_BETTER, EvalResult
+    from tinycodec.eval.evaluate import HIGHER_IS_BETTER, EvalResult
 
     result = EvalResult.from_json(eval_json)
     lines = []
@@ -146,8 +146,8 @@ def quality_table(eval_json: Path, name: str) -> list[str]:
 def cmd_ship(args) -> int:
     import torch
 
+    from tinycodec.models.summary import summary
     from tinycodec.pretrained import load_model
-    from tinycodec.summary import summary
     from tinycodec.train import export_weights, load_checkpoint
     from tinycodec.train.checkpoint import read_checkpoint
 
@@ -164,6 +164,10 @@ def cmd_ship(args) -> int:
     s = summary(model)
     runs_log = ckpt_path.parent / "runs.json"
     runs = json.loads(runs_log.read_text()) if runs_log.exists() else []
+    if args.after:  # the runs that made the model this one continued from (a session's work builds on the last)
+        earlier = json.loads(TRAINING_LOG.read_text()).get("models", {}).get(args.after, {}).get("runs", [])
+        runs = [r for r in earlier if r not in runs] + runs
+    tried = [r for path in args.tried for r in json.loads(Path(path).read_text())]
     cfg = model.config
     shape = f"C={cfg.C}, D={cfg.D}, strides {'-'.join(map(str, cfg.strides))}"
     card = [
@@ -194,11 +198,16 @@ def cmd_ship(args) -> int:
     for run in runs:
         card.append(f"- `{run['command']}`: {run['steps_end']} steps reached, {run['hours']:.2f} h on {run['hardware']}, "
                     f"{run['date']}{' (stopped by its time limit)' if run['interrupted'] else ''}; Adam lr "
-                    f"{run['g_lr']:g}, batch {run['batch']}")
+                    f"{run['g_lr']:g}, batch {run['batch']}; "
+                    + ("mel reconstruction + commitment only" if run.get("gan_from_step") is None
+                       else f"adversarial + feature matching from step {run['gan_from_step']}"))
+    for run in tried:
+        card.append(f"- tried, not shipped: `{run['command']}`: {run['steps_end']} steps, {run['hours']:.2f} h on "
+                    f"{run['hardware']}, {run['date']}; best validation mel {run['best_val_mel_distance']:.3f}"
+                    + (f"; {run['outcome']}" if run.get("outcome") else ""))
     card += [
-        "- Losses: multi-scale mel reconstruction + commitment"
-        + (" only (no GAN phase on this CPU budget)." if not any(r.get("gan_from_step") for r in runs)
-           else f"; adversarial + feature matching from step {min(r['gan_from_step'] for r in runs if r.get('gan_from_step'))}."),
+        "- Losses: multi-scale mel reconstruction + commitment; where a run says so, the adversarial phase "
+        "(hinge loss + feature matching) from that step on.",
         "", "Validation mel distance (16 clips of held-out speakers and recordings):", "",
         "| step | " + " | ".join(str(int(x)) for x in thin(history["val_step"])) + " |",
         "|---|" + "---|" * len(thin(history["val_step"])),
@@ -212,7 +221,7 @@ def cmd_ship(args) -> int:
     if args.notes.strip():
         card += ["## Notes", "", args.notes.strip(), ""]
     (PRETRAINED / f"{args.name}.md").write_text("\n".join(card).rstrip() + "\n")
-    record_training(args.name, model, history, runs, out)
+    record_training(args.name, model, history, runs, out, tried)
     print(f"shipped {out} ({out.stat().st_size} bytes), {args.name}.md and its entry in {TRAINING_LOG.name}")
     return 0
 
@@ -220,12 +229,12 @@ def cmd_ship(args) -> int:
 TRAINING_LOG = ROOT / "benchmarks" / "reference_training.json"
 
 
-def record_training(name: str, model, history: dict, runs: list, weights: Path) -> None:
+def record_training(name: str, model, history: dict, runs: list, weights: Path, tried: list = ()) -> None:
     """Keep every shipped model's runs and validation curve in one committed JSON (the training chapter plots it)."""
     log = json.loads(TRAINING_LOG.read_text()) if TRAINING_LOG.exists() else {"format": "tinycodec-reference-training"}
     log.setdefault("models", {})[name] = {
         "family": model.family, "bitrate": model.bitrate(), "shipped_step": getattr(model, "checkpoint_step", None),
-        "weights_bytes": weights.stat().st_size, "runs": runs,
+        "weights_bytes": weights.stat().st_size, "runs": runs, "tried": list(tried),
         "val_step": [int(x) for x in history["val_step"]], "val_mel_distance": list(history["val_mel_distance"]),
     }
     TRAINING_LOG.write_text(json.dumps(log, indent=1) + "\n")
@@ -268,6 +277,11 @@ def main(argv=None) -> int:
     p.add_argument("checkpoint")
     p.add_argument("--notes", default="", help="Markdown for the card: limits and what would close the gap")
     p.add_argument("--eval-json", default=None)
+    p.add_argument("--after", default=None, metavar="NAME",
+                   help="this checkpoint continues shipped model NAME (--init NAME): its recorded runs come first "
+                        "in the card and the training log")
+    p.add_argument("--tried", nargs="*", default=[], metavar="RUNS_JSON",
+                   help="runs.json of runs that were tried and not shipped: listed in the card with their outcome")
     p.set_defaults(func=cmd_ship)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the model card

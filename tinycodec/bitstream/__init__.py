@@ -24,7 +24,7 @@
 Payload, bit-packed: the F x n_q indices in frame-major order (frame 0's quantizers 0..n_q-1,
 then frame 1, ...), ``bits`` bits each, MSB first, zero-padded to a byte:
 ``P = ceil(n_q * bits * F / 8)``, so the file is ``76 + nominal_bitrate * duration / 8`` bytes.
-Payload, entropy-coded: the same symbols rANS-coded (``tinycodec.entropy``); with bit 1 set it
+Payload, entropy-coded: the same symbols rANS-coded (``tinycodec.bitstream.entropy``); with bit 1 set it
 starts with a u32 size and the serialised tables.
 
 Streaming packet (``Packet``; concatenate for a byte stream):

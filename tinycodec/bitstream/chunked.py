@@ -42,7 +42,7 @@ def encode_codes(model, source, n_q: int | None = None, *, max_seconds: float | 
     Args:
         model: codec model, not inside a ``streaming()`` block.
         source: waveform [T] / [1, T] / [1, 1, T] at ``model.sample_rate``, an audio file path
-            (read in blocks, see ``tinycodec.streaming.source.iter_source``) or an iterable of chunks.
+            (read in blocks, see ``tinycodec.audio.source.iter_source``) or an iterable of chunks.
         n_q (int | None): quantizers to keep (default all).
         max_seconds (float | None): refuse longer inputs (``LimitError``); ``None``: no limit.
         chunk_frames (int): frames per encoder call.
@@ -54,7 +54,7 @@ def encode_codes(model, source, n_q: int | None = None, *, max_seconds: float | 
         AudioInputError: NaN or Inf samples (the message gives the first position).
         LimitError: more than ``max_seconds`` of audio.
     """
-    from tinycodec.streaming.source import hop_chunks
+    from tinycodec.audio.source import hop_chunks
 
     limit = None if max_seconds is None else int(max_seconds * model.sample_rate)
     parts, length = [], 0

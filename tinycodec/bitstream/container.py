@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinycodec import entropy
+from tinycodec.bitstream import entropy
 from tinycodec.bitstream.errors import BitstreamError
 from tinycodec.bitstream.packing import pack_codes, packed_size, unpack_codes
 

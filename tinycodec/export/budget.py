@@ -21,10 +21,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
-
 from tinycodec.export.c_export import LAYER_STRUCT_BYTES, fuse_relu, plan_arena
 from tinycodec.export.int8 import Int8Encoder
 
@@ -44,93 +40,6 @@ ESP_NN_S3 = {"pointwise": 409_600 / 461_398, "rvq_search": 409_600 / 461_398,
 # ReLU and residual-add outputs are priced at that ReLU rate (ESP-NN's elementwise_add, 44 ticks per
 # element, measures a multiplier-based requantization from PSRAM; ours is two shifts in SRAM).
 ESP_NN_ELEMENTWISE_TICKS = 1_856 / 1615
-
-
-@torch.no_grad()
-def fit_codebooks_disjoint(model: nn.Module, wavs, seed: int = 0, max_frames_per_level: int | None = None) -> None:
-    """k-means codebooks for an untrained model, each level fitted on *different* frames.
-
-    Fitting every level on the same frames (as a training run's first batch does) lets level 0
-    memorise them when there are few frames per codeword: the residuals left for the deeper
-    levels are then ~0 and their codewords collapse onto each other, so their codes are decided
-    by float rounding noise. Here level ``i`` is fitted on the residual (after levels ``< i``)
-    of its own share of the frames.
-
-    Args:
-        model (CodecModel): modified in place (``model.quantizer`` codebooks).
-        wavs: real audio (paths, or int16 / float arrays at the model's rate).
-        seed (int): seed of the frame shuffle and of k-means++.
-        max_frames_per_level (int | None): cap (default ``4 * codebook_size``).
-
-    Raises:
-        ValueError: fewer than ``codebook_size`` frames per level.
-    """
-    from tinycodec.export.int8_calibrate import _as_pcm_list
-    from tinycodec.quantization import squared_distances
-
-    torch.manual_seed(seed)
-    layers = model.quantizer.layers
-    k = int(layers[0].embed.shape[0])
-    frames = torch.cat([model.encoder(torch.from_numpy(p.astype(np.float32) / 32768).reshape(1, 1, -1))[0].T
-                        for p in _as_pcm_list(wavs, model.sample_rate)])
-    per_level = min(frames.shape[0] // len(layers), max_frames_per_level or 4 * k)
-    if per_level < k:
-        raise ValueError(f"k-means needs {k} frames per level x {len(layers)} levels = "
-                         f"{k * len(layers)} frames ({k * len(layers) / model.frame_rate:.0f} s of audio), "
-                         f"got {frames.shape[0]}")
-    frames = frames[torch.randperm(frames.shape[0])]
-    threads = torch.get_num_threads()
-    # k-means++ is a Python loop of K tiny ops: with several threads each op pays a thread
-    # hand-off that on a busy machine costs far more than the op (measured 75x on 2 cores)
-    torch.set_num_threads(1)
-    try:
-        for i, layer in enumerate(layers):
-            residual = frames[i * per_level:(i + 1) * per_level]
-            for prev in layers[:i]:
-                residual = residual - prev.embed[squared_distances(residual, prev.embed).argmin(1)]
-            layer.init_kmeans(residual)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def load_for_export(preset: str, calib_wavs, seed: int = 0, kmeans_wavs=None) -> tuple[nn.Module, str]:
-    """The shipped reference model ``preset`` if there is one, else the preset with seeded random
-    weights prepared much as ``tinycodec export c`` prepares them: zero biases (random biases
-    swamp the signal below one int8 step), the last conv scaled so that the embeddings have RMS 1
-    on ``calib_wavs``, and k-means codebooks (:func:`fit_codebooks_disjoint`).
-
-    Args:
-        preset (str): e.g. ``"tiny"``.
-        calib_wavs: real audio (paths, or int16 / float arrays at the model's rate).
-        seed (int): seed of the random weights and of k-means.
-        kmeans_wavs: audio for :func:`fit_codebooks_disjoint` (default ``calib_wavs``); it needs
-            ``n_q * codebook_size`` frames.
-
-    Returns:
-        tuple: (model in eval mode, a one-line description of what was loaded).
-    """
-    from tinycodec import pretrained
-    from tinycodec.export.int8_calibrate import _as_pcm_list
-
-    if preset in pretrained.list_pretrained():
-        return pretrained.load_pretrained(preset), f"shipped reference model '{preset}' (trained weights)"
-    model = pretrained.load_model(preset, seed=seed).eval()
-    convs = [m for m in model.encoder.modules() if isinstance(m, nn.Conv1d)]
-    with torch.no_grad():
-        for m in convs:
-            if m.bias is not None:
-                m.bias.zero_()
-        # a random ReLU stack without biases shrinks the signal layer by layer (embeddings ~1e-4):
-        # deep VQ residuals would then sit at float rounding level and their codes flip on noise.
-        # With zero biases the encoder is positively homogeneous, so scaling its last conv scales
-        # the embeddings exactly: bring their RMS to 1, as in a trained model.
-        pcms = _as_pcm_list(calib_wavs, model.sample_rate)
-        z = torch.cat([model.encoder(torch.from_numpy(p.astype(np.float32) / 32768).reshape(1, 1, -1))[0].T
-                       for p in pcms])
-        convs[-1].weight.div_(z.pow(2).mean().sqrt().clamp_min(1e-12))
-    fit_codebooks_disjoint(model, calib_wavs if kmeans_wavs is None else kmeans_wavs, seed)
-    return model.eval(), (f"preset '{preset}' with RANDOM weights (seed {seed}; untrained): zero biases, "
-                          "embeddings scaled to RMS 1, k-means codebooks on the calibration audio")
 
 
 @dataclass
@@ -175,7 +84,7 @@ def device_budget(enc: Int8Encoder) -> DeviceBudget:
     """Flash, SRAM and MACs/s of the C firmware for ``enc`` (same layout as the C export).
 
     Args:
-        enc (Int8Encoder): from :func:`tinycodec.export.int8.quantize_encoder`.
+        enc (Int8Encoder): from :func:`tinycodec.export.int8_quantize.quantize_encoder`.
 
     Returns:
         DeviceBudget

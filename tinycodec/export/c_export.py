@@ -26,16 +26,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
+from tinycodec.export.calibration import calibration_audio, export_name, load_for_export, load_pcm
 from tinycodec.export.int8 import Int8Encoder
-from tinycodec.export.int8_calibrate import (
-    default_calib_wavs,
-    fit_codebooks,
-    load_pcm,
-    quantize_encoder,
-)
+from tinycodec.export.int8_quantize import quantize_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -268,29 +263,6 @@ def write_golden_header(enc: Int8Encoder, golden: list[dict], path: Path) -> Non
     path.write_text("\n".join(parts))
 
 
-def _load_source(source, seed: int, calib) -> tuple[nn.Module, str]:
-    from tinycodec.models import TinyStream
-
-    if isinstance(source, nn.Module):
-        return source, getattr(getattr(source, "config", None), "family", "model")
-    from tinycodec.pretrained import list_pretrained, load_model
-
-    if Path(str(source)).exists() or str(source) in list_pretrained():
-        model = load_model(str(source))
-        return model, Path(str(source)).stem
-    # a preset name without trained weights: seeded random encoder, zero biases (random biases
-    # swamp the signal: its variation would fall below one int8 step) and k-means codebooks
-    torch.manual_seed(seed)
-    model = TinyStream.from_preset(str(source)).eval()
-    with torch.no_grad():
-        for m in model.encoder.modules():
-            if isinstance(m, nn.Conv1d) and m.bias is not None:
-                m.bias.zero_()
-    fit_codebooks(model, calib, seed)
-    logger.warning("preset %r exported with random weights (no checkpoint given)", source)
-    return model, str(source)
-
-
 def export_c(source: str | nn.Module, out_dir, calib_wavs=None, seed: int = 0) -> dict:
     """Export the int8 encoder for the C firmware (see :func:`export_c_encoder`).
 
@@ -315,8 +287,10 @@ def export_c_encoder(source, out_dir, calib_wavs=None, seed: int = 0) -> tuple[d
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    calib = default_calib_wavs() if calib_wavs is None else calib_wavs
-    model, name = _load_source(source, seed, calib)
+    calib = calibration_audio(calib_wavs)
+    model, what = load_for_export(source, calib, seed)
+    name = export_name(source)
+    logger.info("export c: %s", what)
     enc = quantize_encoder(model, calib, preset=name)
     info = write_model_header(enc, out / "tinycodec_model.h")
     golden = golden_vectors(enc)

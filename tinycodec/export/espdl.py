@@ -39,11 +39,12 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tinycodec.export import calibration
 from tinycodec.export.encoder import EncoderExport, causal_encoder
+from tinycodec.export.espdl_sim import EspdlError, parse_test_values  # noqa: F401 (public here)
 from tinycodec.export.onnx import export_module
 
 logger = logging.getLogger(__name__)
@@ -56,10 +57,6 @@ TARGETS = ("esp32s3", "esp32p4")
 MIN_AGREEMENT_8BIT = 0.9
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FATAL = ("[ERROR]", "not supported in streaming", "Failed to insert streaming node")
-
-
-class EspdlError(RuntimeError):
-    """esp-ppq logged an error (unsupported streaming node, failed quantization...)."""
 
 
 @dataclass
@@ -151,54 +148,6 @@ def check_log(text: str) -> int:
     return sum("Inserting StreamingCache" in line for line in lines)
 
 
-_BLOCK = re.compile(r"%(?P<name>[^,\s]+), shape: \[(?P<shape>[^\]]*)\], exponents: \[(?P<exp>[^\]]*)\],\s*"
-                    r"value: array\(\[(?P<values>[^\]]*)\](?:,\s*dtype=(?P<dtype>\w+))?\)", re.S)
-
-
-def parse_test_values(info_path: str | Path) -> dict:
-    """Golden vectors from an esp-ppq ``.info`` file.
-
-    Returns:
-        dict: ``{"inputs": {name: {...}}, "outputs": {name: {...}}}``, each entry with
-        ``shape`` (list, NWC layout as on the device), ``exponent`` (int: value = q * 2**exponent),
-        ``dtype`` and ``values`` (flat list of ints).
-    """
-    text = Path(info_path).read_text()
-    result = {}
-    for section, end in (("inputs", "test outputs value:"), ("outputs", None)):
-        start = text.find(f"test {section} value:")
-        if start < 0:
-            raise EspdlError(f"{info_path} has no 'test {section} value:' section")
-        stop = text.find(end, start) if end else len(text)
-        entries = {}
-        for m in _BLOCK.finditer(text[start:stop]):
-            values = [int(v) for v in re.findall(r"-?\d+", m.group("values"))]
-            shape = [int(s) for s in m.group("shape").split(",") if s.strip()]
-            if int(np.prod(shape)) != len(values):
-                raise EspdlError(f"{m.group('name')}: {len(values)} values for shape {shape}")
-            entries[m.group("name")] = {"shape": shape, "exponent": int(m.group("exp").split(",")[0]),
-                                        "dtype": m.group("dtype") or "int64", "values": values}
-        if not entries:
-            raise EspdlError(f"no test {section} values parsed from {info_path}")
-        result[section] = entries
-    return result
-
-
-def audio_windows(wavs: list[Tensor], length: int, count: int) -> list[Tensor]:
-    """``count`` windows [1, 1, length] spread evenly over the clips (each clip [1, T] or [T]),
-    skipping near-silent ones (they would calibrate nothing)."""
-    pool = []
-    for wav in wavs:
-        wav = wav.reshape(-1)
-        n = wav.numel() // length
-        pool += [wav[i * length:(i + 1) * length] for i in range(n)]
-    if not pool:
-        raise ValueError(f"calibration audio shorter than one window of {length} samples")
-    loud = [w for w in pool if float(w.abs().max()) > 1e-3] or pool
-    pick = np.linspace(0, len(loud) - 1, num=min(count, len(loud))).round().astype(int)
-    return [loud[i].reshape(1, 1, length).clone() for i in pick]
-
-
 def _snr_db(ref: Tensor, est: Tensor) -> float:
     noise = (ref - est).pow(2).sum().clamp_min(1e-20)
     return float(10 * torch.log10(ref.pow(2).sum().clamp_min(1e-20) / noise))
@@ -236,7 +185,7 @@ def _ppq_embeddings(graph, windows: list[Tensor]) -> list[Tensor]:
 def _equalized(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose encoder went through ``equalize_cross_layer`` (TinyStream graphs);
     other encoders (ELU, transformer) are returned as they are."""
-    from tinycodec.export.int8_calibrate import equalize_cross_layer
+    from tinycodec.export.int8_quantize import equalize_cross_layer
 
     try:
         encoder = equalize_cross_layer(model.encoder)
@@ -288,8 +237,8 @@ def export_espdl(model: nn.Module, out_dir: str | Path, target: str = "esp32s3",
     n = frames * hop
     encoder = causal_encoder(_equalized(model) if equalize else model)  # same float function
     vq = EncoderExport(model)
-    windows = audio_windows(calib_wavs, n, calib_steps)
-    eval_windows = audio_windows(eval_wavs or calib_wavs, n, 16)
+    windows = calibration.windows(calib_wavs, n, calib_steps)
+    eval_windows = calibration.windows(eval_wavs or calib_wavs, n, 16)
     onnx_path = out_dir / f"{name}_{target}.onnx"
     with torch.no_grad():
         ref = [encoder(w) for w in eval_windows]  # fp32 embeddings [1, D, frames]

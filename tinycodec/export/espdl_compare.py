@@ -2,7 +2,7 @@
 
 Both quantize per tensor with power-of-two scales and round half up; they differ in where the
 scales come from (esp-ppq: its calibration on float windows; ours: the 99.5th percentile of |x|
-per tensor, int8_calibrate), in the input (esp-ppq: int8 audio; ours: int16 PCM into the first
+per tensor, int8_quantize), in the input (esp-ppq: int8 audio; ours: int16 PCM into the first
 conv), in the bias width (esp-ppq ESP32-S3: 20 bits; ours: int32) and in the accumulator
 (ESP32-S3 int8 MACs accumulate in 20 bits (the PIE QACC lanes); ours: int32). Both start from the
 same equalized float encoder. :func:`compare_quantization` runs the float encoder, our int8
@@ -74,7 +74,7 @@ def compare_quantization(model: nn.Module, calib_wavs: list[Tensor], eval_wavs: 
     from tinycodec.export.encoder import EncoderExport, causal_encoder
     from tinycodec.export.espdl import _equalized, export_espdl
     from tinycodec.export.espdl_sim import EspdlSim, sim_ops
-    from tinycodec.export.int8_calibrate import quantize_encoder
+    from tinycodec.export.int8_quantize import quantize_encoder
 
     hop = int(model.hop_length)
     result = export_espdl(model, out_dir, target=target, bits=8, calib_wavs=calib_wavs, eval_wavs=eval_wavs,

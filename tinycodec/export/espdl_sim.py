@@ -25,6 +25,44 @@ from pathlib import Path
 import numpy as np
 
 
+class EspdlError(RuntimeError):
+    """esp-ppq logged an error (unsupported streaming node, failed quantization...)."""
+
+
+
+_BLOCK = re.compile(r"%(?P<name>[^,\s]+), shape: \[(?P<shape>[^\]]*)\], exponents: \[(?P<exp>[^\]]*)\],\s*"
+                    r"value: array\(\[(?P<values>[^\]]*)\](?:,\s*dtype=(?P<dtype>\w+))?\)", re.S)
+
+
+def parse_test_values(info_path: str | Path) -> dict:
+    """Golden vectors from an esp-ppq ``.info`` file.
+
+    Returns:
+        dict: ``{"inputs": {name: {...}}, "outputs": {name: {...}}}``, each entry with
+        ``shape`` (list, NWC layout as on the device), ``exponent`` (int: value = q * 2**exponent),
+        ``dtype`` and ``values`` (flat list of ints).
+    """
+    text = Path(info_path).read_text()
+    result = {}
+    for section, end in (("inputs", "test outputs value:"), ("outputs", None)):
+        start = text.find(f"test {section} value:")
+        if start < 0:
+            raise EspdlError(f"{info_path} has no 'test {section} value:' section")
+        stop = text.find(end, start) if end else len(text)
+        entries = {}
+        for m in _BLOCK.finditer(text[start:stop]):
+            values = [int(v) for v in re.findall(r"-?\d+", m.group("values"))]
+            shape = [int(s) for s in m.group("shape").split(",") if s.strip()]
+            if int(np.prod(shape)) != len(values):
+                raise EspdlError(f"{m.group('name')}: {len(values)} values for shape {shape}")
+            entries[m.group("name")] = {"shape": shape, "exponent": int(m.group("exp").split(",")[0]),
+                                        "dtype": m.group("dtype") or "int64", "values": values}
+        if not entries:
+            raise EspdlError(f"no test {section} values parsed from {info_path}")
+        result[section] = entries
+    return result
+
+
 def _round_half_up(x: np.ndarray) -> np.ndarray:
     return np.floor(x + 0.5)
 
@@ -220,8 +258,6 @@ def check_streaming(graph, info_path: str | Path, hop: int) -> dict:
         ``streaming_equal_fraction`` (share of identical output values), ``windows`` (conv output
         tensor -> exported window, convs with a cache only).
     """
-    from tinycodec.export.espdl import parse_test_values
-
     vec = parse_test_values(info_path)
     ((_, x),) = vec["inputs"].items()
     ((out_name, y),) = vec["outputs"].items()

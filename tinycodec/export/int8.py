@@ -13,7 +13,7 @@ its int32 accumulators cannot overflow, so agreement here means agreement on the
 
 Streaming: a conv keeps the last ``P = k_eff - stride`` input samples of each channel as its
 state (a delay line); the offline path is the streaming path run once from a zero state, so
-whole-signal == frame-by-frame by construction (checked in tests/test_int8.py).
+whole-signal == frame-by-frame by construction (checked in tests/test_export_int8.py).
 
 Notebook: book/07_deployment.md
 """
@@ -300,10 +300,3 @@ class Int8Encoder:
         if not self.states:
             self.reset()
         return self.search(self.run_graph(pcm, self.states))
-
-
-def quantize_encoder(model, calib_wavs=None, preset: str = "", equalize: bool = True) -> Int8Encoder:
-    """Calibrate and quantize ``model`` (see :func:`tinycodec.export.int8_calibrate.quantize_encoder`)."""
-    from tinycodec.export.int8_calibrate import quantize_encoder as _quantize
-
-    return _quantize(model, calib_wavs, preset, equalize)

@@ -8,11 +8,13 @@ where the search is a separate integer routine; ``quantize_vq=True`` quantizes i
 ``evaluate_ptq`` measures what int8 costs: the *code agreement* (share of indices identical
 to fp32, overall and per level) and the quality change through the float decoder
 (log-mel distance of ``decode(codes_int8)`` and ``decode(codes_fp32)`` to the input).
-Calibration and evaluation use disjoint parts of each clip (:func:`split_clips`).
+Calibration and evaluation use disjoint parts of each clip
+(:func:`tinycodec.export.calibration.split_clips`).
 
 An untrained model has random codebooks far from its embeddings, so every frame picks
-the same few codes and any agreement figure is meaningless; :func:`fit_codebooks` k-means
-initialises the codebooks on real audio first (what training starts with anyway).
+the same few codes and any agreement figure is meaningless: prepare it with
+:func:`tinycodec.export.calibration.prepare_untrained` first (k-means codebooks on real audio,
+what training starts with anyway).
 
 Notebook: book/07_deployment.md
 """
@@ -27,97 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tinycodec.export.encoder import causal_encoder
+from tinycodec.export.calibration import split_clips, windows
 from tinycodec.export.onnx import _require, export_onnx, onnx_session, run_onnx
 
 logger = logging.getLogger(__name__)
-
-
-def load_clips(data_dir: str | Path = "data/demo", categories: tuple[str, ...] = ("speech", "nature"),
-               sample_rate: int = 16000, max_seconds: float | None = None) -> list[Tensor]:
-    """Real audio clips for calibration: every WAV under ``data_dir/<category>/``.
-
-    Returns:
-        list[Tensor]: clips [1, T] at ``sample_rate`` (optionally cut to ``max_seconds``).
-    """
-    from tinycodec.audio import load
-
-    files = sorted(p for c in categories for p in (Path(data_dir) / c).glob("*.wav"))
-    if not files:
-        raise FileNotFoundError(f"no WAV files under {data_dir}/{{{','.join(categories)}}}; "
-                                f"run `tinycodec data fetch demo --to {data_dir}`")
-    limit = -1 if max_seconds is None else int(max_seconds * sample_rate)
-    return [load(f, sample_rate)[0][:, : limit if limit > 0 else None] for f in files]
-
-
-def split_clips(clips: list[Tensor], fraction: float = 0.7) -> tuple[list[Tensor], list[Tensor]]:
-    """Cut each clip [1, T] in time: the first ``fraction`` calibrates, the rest evaluates."""
-    calib, held = [], []
-    for c in clips:
-        k = int(c.shape[-1] * fraction)
-        calib.append(c[..., :k])
-        held.append(c[..., k:])
-    return calib, held
-
-
-def windows(clips: list[Tensor], length: int, count: int) -> list[Tensor]:
-    """``count`` windows [1, 1, length] spread evenly over the clips, near-silent ones skipped."""
-    from tinycodec.export.espdl import audio_windows
-
-    return audio_windows(clips, length, count)
-
-
-@torch.no_grad()
-def condition_untrained(model: nn.Module, clips: list[Tensor], seed: int = 0) -> nn.Module:
-    """Make a random-weight model a fair stand-in for a trained one in quantization studies (in place).
-
-    Default init shrinks the signal layer by layer and the biases then dominate: the
-    embeddings are a near-constant vector plus ~1e-4 of input-driven variation, which no
-    8-bit grid can resolve. Here every encoder conv bias is zeroed and its weights scaled
-    so its output has unit standard deviation on real audio (LSUV, Mishkin & Matas 2016),
-    then the codebooks are k-means fitted (:func:`fit_codebooks`). Trained weights need none
-    of this.
-
-    Args:
-        model (CodecModel): untrained model.
-        clips (list[Tensor]): real audio [1, T] at the model's rate.
-    """
-    encoder = causal_encoder(model)
-    hop = model.hop_length
-    batch = torch.cat(windows(clips, 16 * hop, 16))  # [16, 1, 16 * hop]
-    convs = [m.conv for m in encoder.modules() if hasattr(m, "padding") and isinstance(getattr(m, "conv", None), nn.Conv1d)]
-    out: dict[str, Tensor] = {}
-    for conv in convs:
-        handle = conv.register_forward_hook(lambda mod, inp, y: out.__setitem__("y", y))
-        if conv.bias is not None:
-            conv.bias.zero_()
-        encoder(batch)
-        handle.remove()
-        conv.weight.div_(out.pop("y").std().clamp_min(1e-8))
-    return fit_codebooks(model, clips, seed)
-
-
-@torch.no_grad()
-def fit_codebooks(model: nn.Module, clips: list[Tensor], seed: int = 0) -> nn.Module:
-    """k-means initialise every RVQ level on the encoder's embeddings of ``clips`` (in place).
-
-    For untrained (random-weight) models only: it makes the codes depend on the input.
-
-    Args:
-        model (CodecModel): its quantizer levels must still be uninitialised or are re-fit.
-        clips (list[Tensor]): [1, T] real audio at the model's rate.
-    """
-    torch.manual_seed(seed)
-    encoder = causal_encoder(model)
-    hop = model.hop_length
-    z = torch.cat([encoder(c[..., : c.shape[-1] // hop * hop].reshape(1, 1, -1)) for c in clips], dim=-1)
-    for layer in model.quantizer.layers:
-        layer.initialized.fill_(False)
-    was_training = model.quantizer.training
-    model.quantizer.train()
-    model.quantizer(z, model.quantizer.num_quantizers)
-    model.quantizer.train(was_training)
-    return model
 
 
 class _Reader:
@@ -186,9 +101,9 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calib: list[Tens
 
 
 def log_mel_l1(ref: Tensor, est: Tensor, sample_rate: int) -> float:
-    """Mean |log-mel(ref) - log-mel(est)|: ``tinycodec.metrics.log_mel_distance`` when present."""
+    """Mean |log-mel(ref) - log-mel(est)|: ``tinycodec.eval.metrics.log_mel_distance`` when present."""
     try:
-        from tinycodec.metrics import log_mel_distance
+        from tinycodec.eval.metrics import log_mel_distance
     except ImportError:
         from tinycodec.audio import log_mel
 

@@ -4,7 +4,7 @@
                    --snap_codebooks-->  deployed: model.encode == Int8Encoder.encode == the C encoder
 
 ``prepare_int8_model`` equalizes the encoder's channel ranges (same float function), calibrates the
-power-of-two exponents on real audio with :func:`tinycodec.export.int8_calibrate.quantize_encoder`,
+power-of-two exponents on real audio with :func:`tinycodec.export.int8_quantize.quantize_encoder`,
 and builds the same architecture with :class:`~tinycodec.modules.int8_exact.Int8ExactEncoder`, which
 computes exactly that integer arithmetic. Fine-tuning it (``tinycodec train --init``) teaches the
 weights, the codebooks and the decoder the integer encoder's codes; ``snap_codebooks`` puts the
@@ -18,14 +18,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-import numpy as np
 import torch
 
-from tinycodec.export.int8 import PCM_EXPONENT, Int8Encoder, Int8Layer
-from tinycodec.export.int8_calibrate import (
-    MAX_VQ_UPSHIFT,
-    _exponent,
-    conv_layer,
+from tinycodec.export.int8_quantize import (
+    codebook_exponent,
     equalize_cross_layer,
     quantize_encoder,
 )
@@ -71,11 +67,6 @@ def new_float_view(model) -> _FloatView:
     return _FloatView(model)
 
 
-def codebook_exponent(embed: torch.Tensor, e_z: int) -> int:
-    """Exponent of one codebook: the finest that holds its largest entry, at most ``e_z + 5``."""
-    return min(_exponent(float(embed.abs().max())), e_z + MAX_VQ_UPSHIFT)
-
-
 @torch.no_grad()
 def snap_codebooks(model) -> None:
     """Round every codebook of an int8 model onto its int8 grid (in place): the float search over
@@ -107,39 +98,6 @@ def snap_to_grid(model) -> None:
 
 
 @torch.no_grad()
-def int8_encoder_of(model, preset: str = "") -> Int8Encoder:
-    """The firmware's tables read off an int8 model: its exponents, its rounded weights, its snapped
-    codebooks. No calibration: ``int8_encoder_of(model).encode(pcm)`` equals ``model.encode``."""
-    enc = model.encoder
-    if not model.config.encoder_int8:
-        raise ValueError("int8_encoder_of needs a model with encoder_int8=True (see prepare_int8_model)")
-    exps = {k: int(e) for k, e in enumerate(enc.exponents)}
-    if exps[0] != PCM_EXPONENT:
-        raise ValueError("the int8 encoder is not calibrated (input exponent is not 15)")
-    layers = []
-    for i, fl in enumerate(enc.graph):
-        op, ins, out = fl["op"], fl["inputs"], fl["output"]
-        if op == "relu":
-            layers.append(Int8Layer(op, ins, out, name=fl["name"]))
-        elif op == "residual_add":
-            e_m = max(exps[ins[0]], exps[ins[1]])
-            layers.append(Int8Layer(op, ins, out, shift=e_m - exps[out], shift_a=e_m - exps[ins[0]],
-                                    shift_b=e_m - exps[ins[1]], name=fl["name"]))
-        else:
-            wq, bq = enc.integer_weights(i)
-            bq = np.zeros(fl["conv"].out_channels) if bq is None else bq.numpy()
-            layers.append(conv_layer(fl, wq.numpy(), bq, exps[ins[0]] + int(enc.weight_exponents[i]) - exps[out]))
-    e_z = enc.output_exponent
-    embeds = [q.embed.double() for q in model.quantizer.layers]
-    e_c = [codebook_exponent(c, e_z) for c in embeds]
-    codebooks = np.stack([(c * 2.0**e).round().clamp(-128, 127).numpy() for c, e in zip(embeds, e_c, strict=True)])
-    e_v = max(e_z, *e_c)
-    return Int8Encoder(layers=layers, channels=dict(enc.channels), exponents=exps, codebooks=codebooks.astype(np.int8),
-                       z_shift=e_v - e_z, cb_shifts=np.array([e_v - e for e in e_c], dtype=np.int64),
-                       hop_length=model.config.hop_length, sample_rate=model.config.sample_rate, preset=preset)
-
-
-@torch.no_grad()
 def path_quality(model, clips) -> dict:
     """What a user hears from a deployed model, two ways, decoded by the same (server) decoder.
 
@@ -148,7 +106,7 @@ def path_quality(model, clips) -> dict:
 
     Args:
         model: a model with ``encoder_int8=True``.
-        clips: :class:`tinycodec.eval_data.Clip` list (``wav`` [1, 1, T], ``category``).
+        clips: :class:`tinycodec.eval.clips.Clip` list (``wav`` [1, 1, T], ``category``).
 
     Returns:
         dict: ``{"mcu": {category: metrics}, "float": ..., "code_agreement_float_vs_mcu": per level}``;
@@ -156,7 +114,7 @@ def path_quality(model, clips) -> dict:
     """
     import math
 
-    from tinycodec.metrics import log_mel_distance, pesq_wb, stoi
+    from tinycodec.eval.metrics import log_mel_distance, pesq_wb, stoi
 
     sr = model.sample_rate
     sums: dict = {"mcu": {}, "float": {}}

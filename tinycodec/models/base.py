@@ -179,10 +179,8 @@ def register_model(cls: type[CodecModel]) -> type[CodecModel]:
 
 def build_model(family: str, config_dict: dict) -> CodecModel:
     """Rebuild a model from ``model.family`` and ``asdict(model.config)`` (e.g. from a checkpoint)."""
-    # importing the family modules registers them
-    import tinycodec.models.soundstream  # noqa: F401
-    import tinycodec.models.tinystream  # noqa: F401
-
+    # the families register themselves: ``tinycodec.models`` imports every family module, and
+    # importing this module runs that package first
     if family not in MODEL_CLASSES:
         raise ValueError(f"unknown model family {family!r}; choose from {sorted(MODEL_CLASSES)}")
     return MODEL_CLASSES[family](config=CONFIG_CLASSES[family](**config_dict))

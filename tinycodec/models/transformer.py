@@ -235,8 +235,8 @@ class TinyTransformerCodec(CodecModel):
         return TokenDecoder(self.quantizer, self.decoder)
 
     def macs_per_second(self) -> dict[str, float]:
-        """MACs per second of audio by part (``tinycodec.summary`` counts convs only)."""
-        from tinycodec.summary import conv_macs_per_second
+        """MACs per second of audio by part (``tinycodec.models.summary`` counts convs only)."""
+        from tinycodec.models.summary import conv_macs_per_second
 
         c, fr = self.config, self.config.frame_rate
         conv_enc, _ = conv_macs_per_second(self.encoder.mods[0], c.sample_rate)

@@ -4,7 +4,9 @@ A spec is, in the order tried:
 - a shipped reference model name (``tinycodec/pretrained/NAME.safetensors``, see ``list_pretrained()``),
 - a preset name (``tinycodec.models.list_presets()``), built with seeded RANDOM weights,
 - a ``.safetensors`` file written by ``tinycodec.export_weights`` (config in its metadata),
-- a training checkpoint (``.pt``) read by ``tinycodec.load_checkpoint`` (``weights_only=True``).
+- a training checkpoint (``.pt``) read by :func:`load_checkpoint` (``weights_only=True``).
+
+This module never imports ``tinycodec.train``: loading a model for inference needs no training code.
 
 Everything here works offline: no hub, no download.
 
@@ -17,6 +19,8 @@ import json
 from pathlib import Path
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
+FORMAT = "tinycodec-checkpoint"  # the ``format`` entry of a training checkpoint (``.pt``)
+VERSION = 1
 
 
 def list_pretrained() -> list[str]:
@@ -43,8 +47,8 @@ def load_weights(path: str | Path):
     from safetensors.torch import load_file
 
     from tinycodec.models import build_model
-    from tinycodec.train.checkpoint import TRAINING_ONLY_BUFFERS
-    from tinycodec.train.validate import CheckpointError, build_on_meta, check_state
+    from tinycodec.models.validate import CheckpointError, build_on_meta, check_state
+    from tinycodec.quantization.vq import TRAINING_ONLY_BUFFERS
 
     path = Path(path)
     try:
@@ -121,8 +125,74 @@ def load_model(spec: str, seed: int = 0):
             f"a preset ({', '.join(PRESETS)}), nor an existing file")
     if path.suffix == ".safetensors":
         return load_weights(path)
-    from tinycodec.train import load_checkpoint
-
     model = load_checkpoint(path)
     model.model_id = getattr(model, "model_id", None) or model.family
+    return model.eval()
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load a training checkpoint safely (``weights_only=True``) and check its model part.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: (also a RuntimeError) the file is unreadable, not a tinycodec checkpoint,
+            its pickle holds objects or code that a weights-only load refuses (a malicious or
+            foreign file), or its model part is malformed (see ``tinycodec.models.validate``).
+    """
+    import pickle
+
+    import torch
+
+    from tinycodec.models.validate import CheckpointError, build_on_meta, check_state
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"refusing to load {path}: it is not a safe tinycodec checkpoint (its pickle "
+                              f"references code or objects beyond tensors and plain containers; "
+                              f"weights_only load said: {first[:200]})") from None
+    except Exception as exc:  # noqa: BLE001 - EOFError, RuntimeError (zip), OSError, ValueError, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first[:200]}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a tinycodec training checkpoint (no format={FORMAT!r} entry)")
+    missing = [k for k in ("family", "model_config", "model", "step", "train_config") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: missing key(s) {missing}")
+    if not isinstance(ckpt["step"], int) or isinstance(ckpt["step"], bool) or ckpt["step"] < 0:
+        raise CheckpointError(f"{path}: step must be a non-negative int, got {ckpt['step']!r}")
+    if not isinstance(ckpt["train_config"], dict):
+        raise CheckpointError(f"{path}: train_config must be a dict, got {type(ckpt['train_config']).__name__}")
+    meta = build_on_meta(ckpt["family"], ckpt["model_config"], str(path))
+    check_state(meta.state_dict(), ckpt["model"], str(path))
+    return ckpt
+
+
+
+
+def load_checkpoint(path: str | Path, map_location="cpu"):
+    """Rebuild the trained codec from a checkpoint, with no other argument.
+
+    Args:
+        path: a ``.pt`` file written by ``tinycodec.train``.
+
+    Returns:
+        CodecModel: in eval mode, with ``model.checkpoint_step`` and ``model.train_config`` (dict) set.
+
+    Raises:
+        CheckpointError: see :func:`read_checkpoint`.
+    """
+    from tinycodec.models import build_model
+
+    ckpt = read_checkpoint(path, map_location)
+    model = build_model(ckpt["family"], ckpt["model_config"])
+    model.load_state_dict(ckpt["model"])
+    model.checkpoint_step = int(ckpt["step"])
+    model.train_config = ckpt["train_config"]
+    if ckpt["train_config"].get("preset"):
+        model.model_id = ckpt["train_config"]["preset"]
     return model.eval()

@@ -108,6 +108,10 @@ def kmeans(x: Tensor, num_clusters: int, num_iters: int = 10) -> tuple[Tensor, T
     return centres, counts
 
 
+# the codebooks' EMA statistics: training needs them, encoding and decoding do not read them
+TRAINING_ONLY_BUFFERS = (".embed_avg", ".cluster_size")
+
+
 class EMAVectorQuantizer(nn.Module):
     """Vector quantizer with an EMA-updated codebook of ``codebook_size`` codes of ``dim``.
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tinycodec.audio.source import hop_chunks
 from tinycodec.bitstream import Packet, bits_per_code
 from tinycodec.streaming.batch import BatchDecoder
 from tinycodec.streaming.protocol import (
@@ -50,7 +51,6 @@ from tinycodec.streaming.protocol import (
     send_frame,
 )
 from tinycodec.streaming.session import Session
-from tinycodec.streaming.source import hop_chunks
 
 __all__ = ["DEFAULT_PORT", "Limits", "ProtocolError", "StreamServer", "check_loopback", "loopback", "send_file",
            "serve"]

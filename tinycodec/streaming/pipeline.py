@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tinycodec.streaming.source import hop_chunks
+from tinycodec.audio.source import hop_chunks
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@ A checkpoint is a dict of tensors and plain containers only (RNG states converte
 lists), so it loads with ``torch.load(weights_only=True)``: a file whose pickle would run code
 is refused instead of executed. Every other defect (missing key, unknown field, wrong type, shape
 mismatch, non-finite weights, a config whose model would be too large) raises ``CheckpointError``
-with a one-line reason (``tinycodec.train.validate``). Temporary files of interrupted saves are
+with a one-line reason (``tinycodec.models.validate``); reading one back for inference is
+``tinycodec.pretrained.read_checkpoint`` (no training code needed). Temporary files of interrupted saves are
 removed when a ``CheckpointManager`` opens its folder.
 
     {"format": "tinycodec-checkpoint", "version": 1, "family": "tinystream",
@@ -16,10 +17,10 @@ Notebook: book/04_training.md
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -27,16 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinycodec.train.validate import CheckpointError, build_on_meta, check_state, check_train_config
+from tinycodec.models.validate import CheckpointError, check_state, first_line
+from tinycodec.pretrained import FORMAT, VERSION, load_checkpoint, read_checkpoint
+from tinycodec.quantization.vq import TRAINING_ONLY_BUFFERS
 
 __all__ = ["save_checkpoint", "read_checkpoint", "load_checkpoint", "export_weights", "rng_state",
-           "set_rng_state", "CheckpointManager", "CheckpointError", "check_resumable", "FORMAT"]
+           "set_rng_state", "CheckpointManager", "CheckpointError", "check_resumable", "FORMAT", "VERSION"]
 
 log = logging.getLogger(__name__)
-
-FORMAT = "tinycodec-checkpoint"
-VERSION = 1
-
 
 def atomic_save(obj, path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the same folder, then rename: a crash never leaves half a file."""
@@ -83,43 +82,22 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a training checkpoint safely (``weights_only=True``) and check its model part.
-
-    Raises:
-        FileNotFoundError: no such file.
-        CheckpointError: (also a RuntimeError) the file is unreadable, not a tinycodec checkpoint,
-            its pickle holds objects or code that a weights-only load refuses (a malicious or
-            foreign file), or its model part is malformed (see ``tinycodec.train.validate``).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"refusing to load {path}: it is not a safe tinycodec checkpoint (its pickle "
-                              f"references code or objects beyond tensors and plain containers; "
-                              f"weights_only load said: {first[:200]})") from None
-    except Exception as exc:  # noqa: BLE001 - EOFError, RuntimeError (zip), OSError, ValueError, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first[:200]}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a tinycodec training checkpoint (no format={FORMAT!r} entry)")
-    missing = [k for k in ("family", "model_config", "model", "step", "train_config") if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"{path}: missing key(s) {missing}")
-    if not isinstance(ckpt["step"], int) or isinstance(ckpt["step"], bool) or ckpt["step"] < 0:
-        raise CheckpointError(f"{path}: step must be a non-negative int, got {ckpt['step']!r}")
-    if not isinstance(ckpt["train_config"], dict):
-        raise CheckpointError(f"{path}: train_config must be a dict, got {type(ckpt['train_config']).__name__}")
-    meta = build_on_meta(ckpt["family"], ckpt["model_config"], str(path))
-    check_state(meta.state_dict(), ckpt["model"], str(path))
-    return ckpt
-
-
 RESUME_KEYS = ("discriminator", "opt_g", "opt_d", "sched_g", "sched_d", "best_val", "history", "rng")
+
+
+def check_train_config(d, where: str):
+    """``TrainConfig.from_dict(d)``, refusing unknown fields and values the dataclass rejects."""
+    from tinycodec.train.config import TrainConfig
+
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{where}: train_config must be a dict, got {type(d).__name__}")
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise CheckpointError(f"{where}: train_config has unknown field(s) {unknown[:5]}")
+    try:
+        return TrainConfig.from_dict(d)
+    except Exception as exc:  # noqa: BLE001 - TypeError / ValueError from the dataclass and its parts
+        raise CheckpointError(f"{where}: train_config is invalid: {first_line(exc)}") from None
 
 
 def check_resumable(ckpt: dict, path: str | Path):
@@ -132,7 +110,7 @@ def check_resumable(ckpt: dict, path: str | Path):
         CheckpointError: a missing training-state key, an invalid ``train_config``, or
             discriminator weights that do not fit its config.
     """
-    from tinycodec.discriminators import Discriminator
+    from tinycodec.train.discriminators import Discriminator
 
     missing = [k for k in RESUME_KEYS if k not in ckpt]
     if missing:
@@ -146,34 +124,6 @@ def check_resumable(ckpt: dict, path: str | Path):
     if not isinstance(rng, dict) or not {"torch", "numpy", "python", "sampler"} <= set(rng):
         raise CheckpointError(f"{path}: cannot resume: the RNG state is incomplete")
     return cfg
-
-
-def load_checkpoint(path: str | Path, map_location="cpu"):
-    """Rebuild the trained codec from a checkpoint, with no other argument.
-
-    Args:
-        path: a ``.pt`` file written by ``tinycodec.train``.
-
-    Returns:
-        CodecModel: in eval mode, with ``model.checkpoint_step`` and ``model.train_config`` (dict) set.
-
-    Raises:
-        CheckpointError: see :func:`read_checkpoint`.
-    """
-    from tinycodec.models import build_model
-
-    ckpt = read_checkpoint(path, map_location)
-    model = build_model(ckpt["family"], ckpt["model_config"])
-    model.load_state_dict(ckpt["model"])
-    model.checkpoint_step = int(ckpt["step"])
-    model.train_config = ckpt["train_config"]
-    if ckpt["train_config"].get("preset"):
-        model.model_id = ckpt["train_config"]["preset"]
-    return model.eval()
-
-
-# EMA statistics of the codebooks: needed to keep training, not to encode or decode
-TRAINING_ONLY_BUFFERS = (".embed_avg", ".cluster_size")
 
 
 def export_weights(ckpt, out: str | Path, dtype: torch.dtype | None = None, inference_only: bool = False) -> Path:

@@ -9,8 +9,8 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tinycodec.discriminators import DiscriminatorConfig
-from tinycodec.losses import LossWeights
+from tinycodec.train.discriminators import DiscriminatorConfig
+from tinycodec.train.losses import LossWeights
 
 __all__ = ["RESUME_SAFE", "TrainConfig", "model_families", "resolve_config_for_resume", "resolve_model_config"]
 

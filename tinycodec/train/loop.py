@@ -25,14 +25,6 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from tinycodec.discriminators import Discriminator, DiscriminatorConfig
-from tinycodec.losses import (
-    MultiScaleMelLoss,
-    discriminator_hinge_loss,
-    feature_matching_loss,
-    generator_hinge_loss,
-    mel_distance,
-)
 from tinycodec.train import distributed as ddp
 from tinycodec.train.checkpoint import (
     FORMAT,
@@ -52,7 +44,15 @@ from tinycodec.train.data import (
     open_folders,
     validation_clips,
 )
+from tinycodec.train.discriminators import Discriminator, DiscriminatorConfig
 from tinycodec.train.logging import TrainLogger
+from tinycodec.train.losses import (
+    MultiScaleMelLoss,
+    discriminator_hinge_loss,
+    feature_matching_loss,
+    generator_hinge_loss,
+    mel_distance,
+)
 
 __all__ = ["train", "TrainResult", "Trainer"]
 

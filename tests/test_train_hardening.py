@@ -1,0 +1,200 @@
+"""Training hardening: ``--resume CKPT`` alone continues the run exactly, flags that would change it
+are refused, stale temporaries go, malformed checkpoints fail with one line, and a folder of hostile
+files trains on its good files."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tinycodec.cli import build_parser, main
+from tinycodec.cli.train import config_from_args
+from tinycodec.data.folder import AudioFolder, AudioSkipWarning
+from tinycodec.models import TinyStreamConfig
+from tinycodec.train import TrainConfig, load_checkpoint, train
+from tinycodec.train.checkpoint import CheckpointError, CheckpointManager, check_resumable, read_checkpoint
+from tinycodec.train.discriminators import DiscriminatorConfig
+
+SMALL = TinyStreamConfig(C=2, D=16, codebook_size=16, num_quantizers=2)
+
+
+def _chirps(root, n: int = 8, sr: int = 16000, seconds: float = 1.0, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * sr)) / sr
+    for i in range(n):
+        wav = 0.4 * np.sin(2 * np.pi * (rng.uniform(200, 2000) + 300 * t) * t) + 0.05 * rng.standard_normal(t.size)
+        sf.write(root / f"clip_{i:02d}.wav", wav.astype(np.float32), sr)
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return _chirps(tmp_path_factory.mktemp("corpus"))
+
+
+def _flags(corpus, out, steps: int) -> list[str]:
+    # every flag differs from its default: a resume that reset any of them would diverge
+    return ["train", "--config", "ultra_tiny", "--audio_dir", str(corpus), "--C", "2", "--D", "16",
+            "--codebook_size", "16", "--num_quantizers", "2", "--batch_size", "3", "--audio_length", "0.3",
+            "--disc_warmup_steps", "7", "--save_interval", "5", "--max_steps", str(steps), "--seed", "3",
+            "--checkpoint_dir", str(out / "ckpt"), "--log_dir", str(out / "tb"), "--device", "cpu"]
+
+
+def test_resume_alone_continues_the_run_bit_identically(corpus, tmp_path):
+    assert main(_flags(corpus, tmp_path, 10)) == 0
+    ckpt = tmp_path / "ckpt"
+    straight = torch.load(ckpt / "step_00000010.pt", weights_only=True)
+    os.replace(ckpt / "step_00000005.pt", tmp_path / "half.pt")  # the run as a crash at step 5 left it
+    for p in ckpt.glob("step_*.pt"):
+        p.unlink()
+    (ckpt / ".step_00000010.pt.x1y2.tmp").write_bytes(b"half a save")  # what kill -9 mid-save leaves
+    assert main(["train", "--resume", str(tmp_path / "half.pt")]) == 0  # nothing else: the run continues
+    resumed = torch.load(ckpt / "step_00000010.pt", weights_only=True)
+    assert not (ckpt / ".step_00000010.pt.x1y2.tmp").exists()
+    assert resumed["train_config"]["batch_size"] == 3 and resumed["train_config"]["disc_warmup_steps"] == 7
+    for part in ("model", "discriminator"):
+        for k, v in straight[part].items():
+            assert torch.equal(v, resumed[part][k]), (part, k)
+    assert resumed["history"]["reconstruction"] == straight["history"]["reconstruction"]
+
+
+def test_flags_that_change_the_run_are_refused_by_name(corpus, tmp_path, capsys):
+    assert main(_flags(corpus, tmp_path, 1)) == 0
+    capsys.readouterr()
+    ckpt = str(tmp_path / "ckpt" / "step_00000001.pt")
+    parse = build_parser().parse_args
+    cfg = config_from_args(parse(["train", "--resume", ckpt, "--max_steps", "50", "--log_dir", str(tmp_path)]))
+    assert (cfg.max_steps, cfg.batch_size, cfg.audio_length, cfg.disc_warmup_steps, cfg.save_interval, cfg.seed) == (
+        50, 3, 0.3, 7, 5, 3)
+    same = config_from_args(parse(["train", "--resume", ckpt, "--batch_size", "3", "--config", "ultra_tiny"]))
+    assert same.batch_size == 3  # a flag equal to the run's is fine
+    assert main(["train", "--resume", ckpt, "--batch_size", "16", "--audio_dir", "data/demo", "--max_steps", "9"]) == 1
+    err = capsys.readouterr().err
+    assert "--batch_size 16 (the run has 3)" in err and "--audio_dir 'data/demo'" in err
+    assert "--max_steps 9" not in err  # a safe flag is not named
+    assert err.count("\n") == 1
+
+
+def test_stale_temporaries_are_removed_when_a_run_opens_its_folder(tmp_path):
+    (tmp_path / ".best.pt.abcd.tmp").write_bytes(b"x")
+    (tmp_path / "notes.tmp").write_bytes(b"keep")
+    CheckpointManager(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp"]
+
+
+def _valid_ckpt() -> dict:
+    torch.manual_seed(0)
+    from tinycodec.models import build_model
+
+    model = build_model("tinystream", asdict(SMALL))
+    return {"format": "tinycodec-checkpoint", "version": 1, "family": "tinystream", "model_config": asdict(SMALL),
+            "train_config": TrainConfig(preset="ultra_tiny").to_dict(), "model": model.state_dict(), "step": 0}
+
+
+def _bad(kind: str) -> dict:
+    c = _valid_ckpt()
+    first = next(k for k, v in c["model"].items() if v.is_floating_point())
+    if kind == "missing key":
+        del c["model_config"]
+    elif kind == "unknown field":
+        c["model_config"]["bogus"] = 1
+    elif kind == "wrong type":
+        c["model_config"]["C"] = "two"
+    elif kind == "shape mismatch":
+        c["model"][first] = torch.zeros(3, 3)
+    elif kind == "non-finite":
+        c["model"][first] = c["model"][first].clone().fill_(float("nan"))
+    elif kind == "too large":
+        c["model_config"]["C"] = 200_000
+    elif kind == "tensor type":
+        c["model"][first] = [1.0, 2.0]
+    elif kind == "step type":
+        c["step"] = "ten"
+    return c
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("missing key", "missing key"), ("unknown field", "unexpected keyword argument 'bogus'"),
+    ("wrong type", "model config does not build"), ("shape mismatch", "has shape (3, 3)"),
+    ("non-finite", "non-finite weights"), ("too large", "M parameters (limit"), ("tensor type", "not a tensor"),
+    ("step type", "step must be"),
+])
+def test_malformed_checkpoints_raise_one_error_type_with_one_line(tmp_path, capsys, kind, message):
+    path = tmp_path / "bad.pt"
+    torch.save(_bad(kind), path)
+    with pytest.raises(CheckpointError, match=re.escape(message)) as exc:
+        load_checkpoint(path)
+    assert "\n" not in str(exc.value)
+    assert main(["train", "--resume", str(path)]) == 1  # the CLI: one line, no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("tinycodec: error:") and message.split("'")[0] in err and err.count("\n") == 1
+
+
+def test_resume_needs_its_training_state(tmp_path):
+    c = _valid_ckpt()
+    torch.save(c, tmp_path / "weights_only.pt")
+    with pytest.raises(CheckpointError, match="cannot resume: missing key"):
+        check_resumable(read_checkpoint(tmp_path / "weights_only.pt"), tmp_path / "weights_only.pt")
+    (tmp_path / "junk.pt").write_bytes(b"\x80\x02junk")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        read_checkpoint(tmp_path / "junk.pt")
+
+
+def test_weights_files_and_shipped_names_are_checked(tmp_path):
+    import tinycodec
+    from tinycodec.pretrained import load_pretrained, load_weights
+
+    model = load_pretrained("ultra_tiny")
+    with torch.no_grad():
+        next(model.decoder.parameters()).view(-1)[0] = float("inf")
+    path = tinycodec.export_weights(model, tmp_path / "inf.safetensors")
+    with pytest.raises(CheckpointError, match="non-finite weights"):
+        load_weights(path)
+    for name in ("../../x", "../pretrained/tiny", "/etc/passwd", "tiny.safetensors"):
+        with pytest.raises(ValueError, match="no shipped reference model"):
+            load_pretrained(name)
+
+
+def _hostile_folder(root):
+    _chirps(root / "good", n=6)
+    sr, t = 44101, np.arange(44101) / 44101
+    sf.write(root / "odd_rate.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr)
+    sf.write(root / "huge.wav", np.full(16000, 1e30, np.float32), 16000, subtype="FLOAT")
+    nan = np.zeros(16000, np.float32)
+    nan[100] = np.nan
+    sf.write(root / "nan.wav", nan, 16000, subtype="FLOAT")
+    os.symlink(root, root / "good" / "loop")  # a directory symlink loop
+    os.symlink(root / "good", root / "again")  # a second name for a folder
+    return root
+
+
+def test_a_folder_of_hostile_files_trains_on_its_good_files(tmp_path):
+    root = _hostile_folder(tmp_path / "data")
+    with pytest.warns(AudioSkipWarning) as rec:
+        ds = AudioFolder(root, 16000, 0.25)
+    reasons = {os.path.basename(p): r for p, r in ds.skipped}
+    assert reasons["odd_rate.wav"].startswith("sample rate 44101 Hz cannot be resampled")
+    assert reasons["huge.wav"].startswith("absurd amplitude")
+    assert reasons["nan.wav"].startswith("non-finite")
+    names = sorted(fi.rel for fi in ds.files)
+    assert names == [f"good/clip_{i:02d}.wav" for i in range(6)]  # each once, by its own path
+    assert any("symlink loop or duplicate" in str(w.message) for w in rec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = train(TrainConfig(model="tinystream", preset="ultra_tiny", audio_dir=str(root), batch_size=4,
+                                   audio_length=0.25, val_clips=2, val_length=0.25, model_overrides=asdict(SMALL),
+                                   disc=DiscriminatorConfig(wave_channels=4, wave_max_channels=16,
+                                                            wave_downsample_layers=2, stft_channels=4,
+                                                            stft_n_fft=256, stft_hop_length=64),
+                                   checkpoint_dir=str(tmp_path / "ckpt"), log_dir=None, max_steps=3,
+                                   progress=False, num_threads=1))
+    assert result.step == 3 and result.skipped_steps == 0  # k-means initialised on finite crops
+    assert all(torch.isfinite(v).all() for v in result.model.state_dict().values() if v.is_floating_point())
