@@ -6,7 +6,8 @@ interleaved (round-robin over configurations, median of the rounds), so machine 
 them alike, and every figure that matters is a ratio measured in this one run:
 
 - ``reconstruction``: the generator-only step, before (unfold fast path under autograd) / after.
-- ``adversarial``: the GAN-phase step, before (fast path + two discriminator forwards) / after.
+- ``adversarial``: the GAN-phase step, before (fast path + two discriminator forwards + NCHW STFT
+  discriminator) / after (one shared forward, channels-last STFT discriminator).
 - ``decoder``: training the server decoder on the frozen int8-exact encoder with the multi-scale
   STFT discriminator, GAN on, against the old full ``tiny`` GAN step (the issue asks >= 3x).
 
@@ -38,7 +39,7 @@ def build(name: str, audio_dir: str, tmp: str, batch: int, length: float):
     from tinycodec.pretrained import load_pretrained
     from tinycodec.train import TrainConfig, Trainer
     from tinycodec.train.checkpoint import export_weights
-    from tinycodec.train.discriminators import DiscriminatorConfig
+    from tinycodec.train.discriminators import DiscriminatorConfig, STFTDiscriminator
 
     common = dict(audio_dir=audio_dir, batch_size=batch, audio_length=length, max_steps=10**6, log_dir=None,
                   checkpoint_dir=os.path.join(tmp, name), progress=False, val_clips=1, device="cpu")
@@ -57,6 +58,9 @@ def build(name: str, audio_dir: str, tmp: str, batch: int, length: float):
         cfg = TrainConfig(preset="tiny", disc_warmup_steps=warmup, **common)
     trainer = Trainer(cfg)
     trainer.shared_disc_forward = not old
+    for m in trainer.disc.modules():  # the old runs: NCHW 2-D convs (channels-last came later)
+        if isinstance(m, STFTDiscriminator):
+            m.set_memory_format(torch.contiguous_format if old else torch.channels_last)
     trainer.model.train()
     return trainer, old
 

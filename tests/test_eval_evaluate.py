@@ -177,3 +177,20 @@ def test_several_models_share_one_table_and_one_baseline_run(folder):
     assert parse_model_arg("tiny", 2) == ("tiny", 2)
     with pytest.raises(SystemExit, match="MODEL@N_Q"):
         parse_model_arg("tiny@x", None)
+
+
+def test_two_checkpoints_of_one_family_get_two_rows(folder, tmp_path):
+    # row names come from the files: checkpoints of one family must not collapse into one row
+    from tinycodec.eval.evaluate import EvalResult, row_name_of_file
+    from tinycodec.pretrained import load_model
+    from tinycodec.train.checkpoint import export_weights
+
+    model = load_model("ultra_tiny")
+    paths = [export_weights(model, tmp_path / run / "best.safetensors") for run in ("run_a", "run_b")]
+    assert [row_name_of_file(p) for p in paths] == ["run_a_best", "run_b_best"]
+    assert row_name_of_file(tmp_path / "mine.safetensors") == "mine"
+    results = [evaluate(str(p), folder, categories=["nature"], progress=False) for p in paths]
+    combined = EvalResult.combine(results)
+    assert combined.codecs == ["run_a_best_nq2", "run_b_best_nq2"]
+    a, b = (combined.categories["nature"][c]["log_mel"] for c in combined.codecs)
+    assert a == b  # the same weights: the same numbers, in two rows

@@ -68,3 +68,24 @@ def test_default_stft_window_follows_the_sample_rate():
     assert Discriminator(sample_rate=24000).stft.n_fft == 1024
     small = Discriminator(sample_rate=16000).stft
     assert (small.n_fft, small.hop_length) == (512, 128)
+
+
+def test_stft_discriminator_layout_changes_speed_not_values():
+    # channels-last is a memory layout: outputs, features and gradients match the NCHW layout
+    torch.manual_seed(0)
+    disc = STFTDiscriminator(256, 64, 8)
+    assert disc.memory_format == torch.channels_last
+    wav = torch.randn(2, 1, 4000)
+    runs = []
+    for fmt in (torch.channels_last, torch.contiguous_format):
+        disc.set_memory_format(fmt)
+        disc.zero_grad()
+        (logits,), (feats,) = disc(wav)
+        assert all(f.is_contiguous(memory_format=fmt) for f in feats)
+        (logits.sum() + sum(f.abs().mean() for f in feats)).backward()
+        runs.append((logits.detach(), [f.detach() for f in feats], disc.stem.parametrizations.weight.original1.grad.clone()))
+    (l1, f1, g1), (l2, f2, g2) = runs
+    torch.testing.assert_close(l1, l2, rtol=1e-4, atol=1e-5)
+    for a, b in zip(f1, f2):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(g1, g2, rtol=1e-3, atol=1e-6)

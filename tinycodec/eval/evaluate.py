@@ -71,6 +71,7 @@ __all__ = [
     "score",
     "run_model",
     "codec_name",
+    "row_name_of_file",
     "Clip",
     "list_clips",
     "load_clips",
@@ -133,6 +134,17 @@ def run_model(model, wav: torch.Tensor, n_q: int) -> tuple[torch.Tensor, float, 
     return est, bits / duration, model.bitrate(n_q)
 
 
+def row_name_of_file(path: str | Path) -> str:
+    """Row name of a weights file: its stem, after its folder's name when the stem is generic.
+
+    ``checkpoints/reference_tiny/step_00001500.pt`` -> ``reference_tiny_step_00001500``;
+    ``build/mine.safetensors`` -> ``mine``.
+    """
+    path = Path(path)
+    generic = path.stem in ("best", "last", "model") or path.stem.startswith("step_")
+    return f"{path.parent.name}_{path.stem}" if generic and path.parent.name else path.stem
+
+
 def evaluate_clips(
     model,
     clips: list[Clip],
@@ -140,6 +152,7 @@ def evaluate_clips(
     baselines=False,
     progress: bool = True,
     sample_rate: int | None = None,
+    label: str | None = None,
 ) -> list[dict]:
     """Rows for every clip and codec (the model at ``n_q``, and the baselines).
 
@@ -147,6 +160,7 @@ def evaluate_clips(
         model: a codec model, or ``None`` for baselines only (then pass ``sample_rate``).
         clips: from ``load_clips`` at the model's sample rate.
         baselines: ``True`` for every baseline in ``tinycodec.eval.baselines.BASELINES``, or a list of names.
+        label: row name of the model (default: its id, e.g. ``tiny``); ``_nq{n_q}`` is appended.
 
     Returns:
         list of dicts: ``file, category, codec, duration_s, bitrate, nominal_bitrate`` and the metrics.
@@ -171,7 +185,7 @@ def evaluate_clips(
             rows.append(
                 {
                     **base,
-                    "codec": codec_name(model, n_q),
+                    "codec": f"{label}_nq{n_q}" if label else codec_name(model, n_q),
                     "bitrate": rate,
                     "nominal_bitrate": nominal,
                     **score(clip.wav, est, sr, speech),
@@ -373,6 +387,7 @@ def evaluate(
     n_q: int | None = None,
     split: str | None = "auto",
     progress: bool = True,
+    name: str | None = None,
 ) -> EvalResult:
     """Evaluate a codec (and optionally Opus and Codec 2) on the audio in ``data_dir``.
 
@@ -387,6 +402,8 @@ def evaluate(
         n_q: quantizers (default all).
         split: see ``list_clips`` (``"auto"``: the test split of a training corpus).
         progress: show a tqdm bar.
+        name: row name (default: the shipped name or model id; for a file, its name, so that two
+            checkpoints of one family get two rows, e.g. ``reference_tiny_step_00001500_nq4``).
 
     Returns:
         EvalResult
@@ -400,12 +417,14 @@ def evaluate(
         else model_spec_or_model
     )
     model = model.eval()
+    if name is None and isinstance(model_spec_or_model, (str, Path)) and Path(model_spec_or_model).is_file():
+        name = row_name_of_file(model_spec_or_model)
     n_q = n_q or model.config.num_quantizers
     resolved = resolve_split(data_dir, split)
     clips = load_clips(data_dir, model.sample_rate, categories, resolved, max_clips, clip_seconds)
-    rows = evaluate_clips(model, clips, n_q, baselines, progress)
+    rows = evaluate_clips(model, clips, n_q, baselines, progress, label=name)
     return EvalResult(
-        model=model_id(model),
+        model=name or model_id(model),
         n_q=n_q,
         sample_rate=model.sample_rate,
         data_dir=str(data_dir),

@@ -185,14 +185,34 @@ def open_folders(root: str, sample_rate: int, audio_length: float, val_length: f
     return train, val
 
 
-def validation_clips(folder: AudioFolder, n_clips: int) -> Tensor:
-    """``n_clips`` fixed clips, round-robin over the files at evenly spaced starts: [N, 1, T]."""
-    clips = []
-    n_files = len(folder.files)
-    for i in range(n_clips):
-        f = i % n_files
-        k, per_file = i // n_files, -(-n_clips // n_files)
-        duration = folder.files[f].frames / folder.files[f].sample_rate
-        start = max(0.0, duration - folder.audio_length) * k / max(1, per_file)
-        clips.append(folder.crop(f, start))
+def validation_clips(folder: AudioFolder, n_clips: int, search_seconds: float = 30.0) -> Tensor:
+    """``n_clips`` fixed clips that are heard, spread over the categories and files: [N, 1, T].
+
+    Files are taken round-robin over the categories (the first folder of each path, e.g.
+    ``speech`` / ``nature``) and evenly spaced within each, so that neither the alphabetically first
+    category nor one speaker fills the set. Each clip is the most active ``audio_length`` window of
+    the file's first ``search_seconds`` (its first second is often silence); a file used twice (fewer
+    files than clips) gives its next most active window.
+    """
+    from tinycodec.audio.excerpt import ACTIVE_FRAME_DBFS, frame_levels_dbfs
+
+    def activity(wav: Tensor) -> tuple[float, float]:  # share of active 50 ms frames, then energy
+        levels = frame_levels_dbfs(wav, folder.sample_rate)
+        return float((levels >= ACTIVE_FRAME_DBFS).float().mean()), float(wav.pow(2).mean())
+
+    groups: dict[str, list[int]] = {}
+    for i, fi in enumerate(folder.files):
+        groups.setdefault(fi.rel.split("/")[0] if "/" in fi.rel else "", []).append(i)
+    want = -(-n_clips // len(groups))  # files per category
+    picks = [sorted({idx[round(k * (len(idx) - 1) / max(1, want - 1))] for k in range(want)}) for idx in groups.values()]
+    order = [p[k] for k in range(max(map(len, picks))) for p in picks if k < len(p)]
+    order = (order * -(-n_clips // len(order)))[:n_clips]
+    clips, uses = [], {}
+    for f in order:
+        fi = folder.files[f]
+        span = min(fi.frames / fi.sample_rate, search_seconds)
+        windows = [folder.crop(f, k * folder.audio_length) for k in range(max(1, int(span // folder.audio_length)))]
+        ranked = sorted(windows, key=activity, reverse=True)
+        clips.append(ranked[uses.get(f, 0) % len(ranked)])
+        uses[f] = uses.get(f, 0) + 1
     return torch.stack(clips)

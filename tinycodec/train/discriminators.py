@@ -145,6 +145,18 @@ class STFTDiscriminator(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         freq_left = n_fft // 2 // 2 ** len(self.STRIDES)  # bins that survive the six frequency halvings
         self.head = weight_norm(nn.Conv2d(c, 1, (max(1, freq_left), 1)))  # collapse frequency
+        self.set_memory_format(torch.channels_last)
+
+    def set_memory_format(self, memory_format: torch.memory_format) -> STFTDiscriminator:
+        """Lay out the spectrogram and so every activation as ``memory_format`` (the convs follow their input).
+
+        Channels-last (NHWC, the default) runs oneDNN's 2-D convs at these small channel counts
+        about 1.2-1.5x faster on CPU, forward and backward (``benchmarks/bench_training.py``); the
+        values are the same up to float rounding (a memory layout, not another computation).
+        ``torch.contiguous_format`` is the plain NCHW layout.
+        """
+        self.memory_format = memory_format
+        return self
 
     def spectrogram(self, wav: Tensor) -> Tensor:
         """Args: wav (Tensor): [B, 1, T]. Returns: Tensor [B, 2, n_fft / 2, frames] (real, imag)."""
@@ -155,7 +167,7 @@ class STFTDiscriminator(nn.Module):
 
     def forward(self, wav: Tensor) -> DiscOutput:
         """Args: wav (Tensor): [B, 1, T]. Returns: ([logits [B, 1, 1, frames']], [feature maps])."""
-        x = F.leaky_relu(self.stem(self.spectrogram(wav)), 0.2)
+        x = F.leaky_relu(self.stem(self.spectrogram(wav).contiguous(memory_format=self.memory_format)), 0.2)
         features = [x]
         for block in self.blocks:
             x = block(x)
