@@ -89,6 +89,17 @@ def test_resume_is_exact(corpus, tmp_path, on_device, tiny_config):
         assert torch.equal(ca["discriminator"][k], cb["discriminator"][k]), k
 
 
+def test_python_resume_continues_the_stored_run(corpus, tmp_path, tiny_config):
+    # train(resume=CKPT) alone is the run the checkpoint names, as `tinycodec train --resume` is
+    kw = dict(disc_warmup_steps=5, batch_size=2, audio_length=0.25, save_interval=4)
+    straight = train(tiny_config(corpus, tmp_path / "a", max_steps=8, **kw))
+    first = train(tiny_config(corpus, tmp_path / "b", max_steps=4, **kw))
+    second = train(resume=first.checkpoint, max_steps=8)  # no audio_dir, batch or warm-up given
+    assert second.step == 8 and second.history["reconstruction"] == straight.history["reconstruction"]
+    with pytest.raises(ValueError, match=r"would change it: --batch_size 3 \(the run has 2\)"):
+        train(resume=first.checkpoint, max_steps=8, batch_size=3)
+
+
 def test_corpus_on_device_cuts_crops_from_one_cached_tensor_file(corpus, tmp_path, tiny_config):
     from tinycodec.data.folder import AudioFolder
     from tinycodec.data.tensorcorpus import TensorCorpus

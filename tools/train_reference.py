@@ -3,6 +3,7 @@
     tinycodec data fetch speech --to data/speech      # 6.4 h of real speech (Debian packages)
     tinycodec data fetch nature --to data/nature      # 48 min of real ambience and animals
     python tools/train_reference.py train tiny --steps 20000 [--device cuda] [--threads 1]
+    python tools/train_reference.py follow RUN        # beside it: PESQ-WB/STOI/log-mel of each checkpoint
     python tools/train_reference.py ship tiny CHECKPOINT [--eval-json benchmarks/quality.json]
 
 `train` links both corpora under data/reference/ with data/manifests/reference_splits.json as its
@@ -79,6 +80,47 @@ def cmd_train(args) -> int:
     log.write_text(json.dumps(runs + [run], indent=1) + "\n")
     print(json.dumps(run))
     return 0
+
+
+VAL_SPEECH = dict(categories=["speech"], split="val", max_clips=10, clip_seconds=4.0)  # held-out speakers
+
+
+def val_speech_scores(checkpoint: Path) -> dict[str, float]:
+    """PESQ-WB, STOI, log-mel and SI-SDR of one checkpoint on validation speech (10 clips of 4 s)."""
+    from tinycodec.eval.evaluate import evaluate
+
+    result = evaluate(str(checkpoint), link_corpora(), progress=False, **VAL_SPEECH)
+    (row,) = result.categories["speech"].values()
+    return {k: round(float(row[k]), 4) for k in ("log_mel", "pesq_wb", "stoi", "si_sdr")}
+
+
+def cmd_follow(args) -> int:
+    """Score every step checkpoint of a run as it appears (the run keeps only its last few on disk).
+
+    The training loop validates with the mel distance only (cheap, every ``--every`` steps); what decides
+    between decoders is what a listener hears, so this scores each checkpoint on held-out speech with
+    PESQ-WB and STOI as well, into ``checkpoints/reference_RUN/val_speech.json`` (``ship`` puts the curve
+    in the model card). Runs until the run's ``runs.json`` records its end (or forever with ``--keep``).
+    """
+    folder = ROOT / "checkpoints" / f"reference_{args.run}"
+    out = folder / "val_speech.json"
+    while True:
+        done = json.loads(out.read_text()) if out.exists() else {}
+        for ckpt in sorted(folder.glob("step_*.pt")):
+            step = str(int(ckpt.stem.split("_")[1]))
+            if step not in done:
+                try:
+                    done[step] = val_speech_scores(ckpt)
+                except (OSError, RuntimeError) as exc:  # deleted or half-written meanwhile: next round
+                    print(f"[follow] {ckpt.name}: {exc}", file=sys.stderr)
+                    continue
+                done = dict(sorted(done.items(), key=lambda kv: int(kv[0])))
+                out.write_text(json.dumps(done, indent=1) + "\n")
+                print(f"[follow] step {step}: {done[step]}", flush=True)
+        finished = (folder / "runs.json").exists() and folder.joinpath("runs.json").stat().st_mtime > args.started
+        if finished and not args.keep:
+            return 0
+        time.sleep(args.poll)
 
 
 def on_gpu(device: str) -> bool:
@@ -214,6 +256,15 @@ def cmd_ship(args) -> int:
         "| mel distance | " + " | ".join(f"{x:.3f}" for x in thin(history["val_mel_distance"])) + " |",
         "",
     ]
+    follow = ckpt_path.parent / "val_speech.json"
+    if follow.exists():  # written by `follow` beside the run
+        curve = json.loads(follow.read_text())
+        steps = thin(list(curve))
+        card += ["Validation speech (10 clips of 4 s, held-out speakers; `train_reference.py follow`):", "",
+                 "| step | " + " | ".join(steps) + " |", "|---|" + "---|" * len(steps)]
+        for metric in ("log_mel", "pesq_wb", "stoi"):
+            card.append(f"| {metric} | " + " | ".join(f"{curve[k][metric]:.3f}" for k in steps) + " |")
+        card.append("")
     if args.eval_json and Path(args.eval_json).exists():
         card += ["## Held-out evaluation", "",
                  f"`tinycodec eval` on the test split (full numbers in `{args.eval_json}`):", "",
@@ -272,6 +323,11 @@ def main(argv=None) -> int:
     p.add_argument("--run", default=None, help="run name: checkpoints/reference_RUN (default: the preset)")
     p.add_argument("--every", type=int, default=250, help="steps between validations and checkpoints")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("follow", help="score each checkpoint of a run on validation speech (PESQ-WB, STOI)")
+    p.add_argument("run", help="run name (checkpoints/reference_RUN)")
+    p.add_argument("--poll", type=float, default=60.0, help="seconds between looks for new checkpoints")
+    p.add_argument("--keep", action="store_true", help="keep following after the run has ended")
+    p.set_defaults(func=cmd_follow, started=time.time())
     p = sub.add_parser("ship")
     p.add_argument("name")
     p.add_argument("checkpoint")

@@ -139,8 +139,11 @@ def resolve_config_for_resume(stored: TrainConfig, given: dict[str, Any], resume
     Raises:
         ValueError: a given field outside ``RESUME_SAFE`` differs from the run's (all are named).
     """
+    def norm(x):  # a field as given (dict, list) or as stored (dataclass, tuple): one form to compare
+        return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else list(x) if isinstance(x, tuple) else x
+
     def same(a, b) -> bool:
-        return (list(a) if isinstance(a, tuple) else a) == (list(b) if isinstance(b, tuple) else b)
+        return norm(a) == norm(b)
 
     changed = [f"--{'config' if k == 'preset' else k} {v!r} (the run has {getattr(stored, k)!r})"
                for k, v in given.items() if k not in RESUME_SAFE and not same(v, getattr(stored, k))]

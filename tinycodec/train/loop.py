@@ -412,12 +412,20 @@ def load_init_state(model: nn.Module, state: dict) -> None:
              sorted({k.split(".")[0] for k in own if k not in shared}) or "none")
 
 
+MODEL_FIELDS = ("model", "preset", "C", "D", "num_quantizers", "codebook_size", "sample_rate", "model_overrides")
+
+
 def train(config: TrainConfig | None = None, **overrides) -> TrainResult:
     """Train a codec.
 
     Args:
         config (TrainConfig | None): the run (defaults: ultra_tiny on data/demo for 1000 steps).
         **overrides: TrainConfig fields, e.g. ``train(preset="tiny", max_steps=200)``.
+
+    Resuming continues the run the checkpoint names, as ``tinycodec train --resume`` does:
+    ``train(resume=CKPT)`` takes the checkpoint's whole configuration, and the fields given with
+    it may only be those of ``RESUME_SAFE`` (e.g. ``max_steps``); a ``TrainConfig`` passed with
+    ``resume`` set must match the stored run outside those fields.
 
     Returns:
         TrainResult: the model, the loss and validation history, checkpoints.
@@ -426,7 +434,18 @@ def train(config: TrainConfig | None = None, **overrides) -> TrainResult:
         ValueError: bad configuration, unavailable family, or a resume checkpoint of another model.
         RuntimeError: too many non-finite steps in a row, or an unsafe checkpoint.
     """
-    if config is None:
+    resume = overrides.get("resume") or (config.resume if config is not None else None)
+    if resume:
+        from tinycodec.train.checkpoint import check_resumable, read_checkpoint
+        from tinycodec.train.config import resolve_config_for_resume
+
+        given = (config.to_dict() if config is not None else {}) | overrides
+        # the model's own fields go on to the trainer, whose check names the mismatch (e.g. "C 2 -> 4")
+        model_given = {k: given.pop(k) for k in MODEL_FIELDS if k in given}
+        stored = check_resumable(read_checkpoint(resume), resume)
+        config = resolve_config_for_resume(stored, {k: v for k, v in given.items() if k != "resume"}, str(resume))
+        config = TrainConfig.from_dict(config.to_dict() | model_given)
+    elif config is None:
         config = TrainConfig(**overrides)
     elif overrides:
         config = TrainConfig.from_dict(config.to_dict() | overrides)
