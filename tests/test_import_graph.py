@@ -154,3 +154,31 @@ def test_loading_a_model_leaves_training_unimported():
             "print(','.join(bad))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_every_folder_is_a_regular_package():
+    # a folder without __init__.py is a namespace package: setuptools' find would leave it out of a wheel
+    folders = {p.parent for p in PACKAGE.rglob("*.py")}
+    assert sorted(str(f.relative_to(PACKAGE)) for f in folders if not (f / "__init__.py").exists()) == []
+
+
+def folder_graph() -> dict[str, set[str]]:
+    """Subpackage -> the other subpackages its modules import (the root's entry modules left out)."""
+    out: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        parts = module.split(".")
+        if len(parts) < 2 or parts[1] == "__main__":
+            continue
+        deps = out.setdefault(parts[1], set())
+        deps.update(t.split(".")[1] for t in targets if t.count(".") >= 1 and t.split(".")[1] != parts[1])
+    return out
+
+
+def test_folders_are_layers():
+    # the folders are the architecture: each one imports only folders below it, none imports back up
+    folders = folder_graph()
+    cycle = find_cycle(folders)
+    assert cycle is None, "folders import each other: " + " -> ".join(cycle)
+    assert folders["audio"] == folders["modules"] == folders["quantization"] == set()  # the ground floor
+    assert "train" not in set().union(*(folders[f] for f in folders if f not in ("train", "cli")))
+    assert not any("cli" in deps for deps in folders.values())

@@ -209,20 +209,3 @@ def test_training_forward_dropout_and_gradients():
     tiny = TinyStream(C=2, D=16, num_quantizers=3, codebook_size=16).train()
     assert (tiny(0.1 * torch.randn(8, 1, 512)).stats.n_q == 3).all()
     assert (tiny(0.1 * torch.randn(8, 1, 512), n_q=2).codes.shape[1]) == 2
-
-
-def test_streaming_benchmark_quick_writes_json(tmp_path):
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).parent.parent / "benchmarks" / "bench_streaming.py"
-    out = tmp_path / "streaming.json"
-    run = subprocess.run([sys.executable, str(path), "--quick", "--presets", "ultra_tiny", "tiny",
-                          "--seconds", "0.2", "--out", str(out)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    report = json.loads(out.read_text())
-    assert [r["preset"] for r in report["results"]] == ["ultra_tiny", "tiny"]
-    assert all(r["rtf"] > 0 and r["frames"] == 12 for r in report["results"])
-    assert isinstance(report["target"]["met"], bool) and report["machine"]["torch_threads"] == 1

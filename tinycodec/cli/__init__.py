@@ -1,8 +1,10 @@
-"""The ``tinycodec`` command line: one sub-command group per package module.
+"""The ``tinycodec`` command line: this package, one module per sub-command group.
 
 Each module listed in ``COMMANDS`` defines ``register(subparsers)``, which adds its
 sub-command and sets ``func`` on the parser; the module is imported only when the
-command line is parsed, so ``tinycodec --help`` stays fast.
+command line is parsed, so ``tinycodec --help`` stays fast. The modules parse arguments and
+print; what they run lives in the library (``tinycodec.export.calibration.load_for_export``,
+``tinycodec.pretrained.load_model``, ``tinycodec.eval.evaluate``, ...).
 """
 
 from __future__ import annotations

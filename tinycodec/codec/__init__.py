@@ -10,7 +10,8 @@ Works for every model family (tinystream, soundstream, transformer): the device 
 arrays, the server decodes them. Each call starts from a fresh streaming state and runs the model
 a chunk of frames at a time (memory bounded by the chunk, results equal to one offline call), and
 refuses inputs longer than ``max_seconds`` with ``LimitError``. For chunk-by-chunk use across calls
-see :mod:`tinycodec.streaming.overlap_save` (overlap-save) and ``model.streaming(B)`` (stateful).
+see :mod:`tinycodec.streaming.overlap_save`: overlap-save, and ``run_streaming`` (the model's
+streaming state, ``model.streaming(B)``).
 
 Notebook: book/06_streaming.md
 """

@@ -94,7 +94,7 @@ def load_pretrained(name: str):
     """
     shipped = list_pretrained()
     if not isinstance(name, str) or name not in shipped:
-        raise ValueError(f"no shipped reference model {name!r} (shipped: {', '.join(shipped) or 'none yet'})")
+        raise ValueError(f"no shipped reference model {name!r} (shipped: {', '.join(shipped) or 'none'})")
     model = load_weights(PRETRAINED_DIR / f"{name}.safetensors")
     model.model_id = name
     return model
@@ -121,7 +121,7 @@ def load_model(spec: str, seed: int = 0):
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(
-            f"model {spec!r} is neither a shipped model ({', '.join(list_pretrained()) or 'none yet'}), "
+            f"model {spec!r} is neither a shipped model ({', '.join(list_pretrained()) or 'none'}), "
             f"a preset ({', '.join(PRESETS)}), nor an existing file")
     if path.suffix == ".safetensors":
         return load_weights(path)

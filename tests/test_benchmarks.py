@@ -1,0 +1,36 @@
+"""The benchmark scripts (benchmarks/), each run in its quick mode: they write the JSON they promise.
+
+The numbers they measure are not checked here (they depend on the machine); the structure is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_streaming_benchmark_quick_writes_json(tmp_path):
+    path = ROOT / "benchmarks" / "bench_streaming.py"
+    out = tmp_path / "streaming.json"
+    run = subprocess.run([sys.executable, str(path), "--quick", "--presets", "ultra_tiny", "tiny",
+                          "--seconds", "0.2", "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    assert [r["preset"] for r in report["results"]] == ["ultra_tiny", "tiny"]
+    assert all(r["rtf"] > 0 and r["frames"] == 12 for r in report["results"])
+    assert isinstance(report["target"]["met"], bool) and report["machine"]["torch_threads"] == 1
+
+
+def test_latency_benchmark_writes_json(tmp_path):
+    out = tmp_path / "latency.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_latency.py"), "--quick", "--models", "ultra_tiny",
+           "--seconds", "0.2", "--repeats", "2", "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    report = json.loads(out.read_text())
+    (r,) = report["results"]
+    assert r["model"] == "ultra_tiny" and r["ttfa_ms_best"] >= r["algorithmic_latency_ms"] > 0
+    assert r["rtf"] > 0 and report["machine"]["torch_threads"] == 1
