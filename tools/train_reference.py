@@ -4,6 +4,7 @@
     tinycodec data fetch nature --to data/nature      # 48 min of real ambience and animals
     python tools/train_reference.py train tiny --steps 20000 [--device cuda] [--threads 1]
     python tools/train_reference.py follow RUN        # beside it: PESQ-WB/STOI/log-mel of each checkpoint
+    python tools/train_reference.py curves RUN...     # those curves, with their starting models, in one JSON
     python tools/train_reference.py ship tiny CHECKPOINT [--eval-json benchmarks/quality.json]
 
 `train` links both corpora under data/reference/ with data/manifests/reference_splits.json as its
@@ -121,6 +122,35 @@ def cmd_follow(args) -> int:
         if finished and not args.keep:
             return 0
         time.sleep(args.poll)
+
+
+def cmd_curves(args) -> int:
+    """One JSON with the validation-speech curves of several runs, each next to the model it started from.
+
+    Reads ``checkpoints/reference_RUN/val_speech.json`` (from ``follow``) and ``runs.json`` of every run;
+    the starting point (step 0) is the ``--init`` model of the run's command, scored the same way.
+    """
+    report = {"format": "tinycodec-decoder-runs", "clips": "validation speech (held-out speakers), "
+              f"{VAL_SPEECH['max_clips']} clips of {VAL_SPEECH['clip_seconds']:g} s", "runs": {}}
+    starts: dict[str, dict] = {}
+    for run in args.runs:
+        folder = ROOT / "checkpoints" / f"reference_{run}"
+        meta = json.loads((folder / "runs.json").read_text())[-1]
+        words = meta["command"].split()
+        init = words[words.index("--init") + 1] if "--init" in words else None
+        if init and init not in starts:
+            starts[init] = val_speech_scores(init)
+        curve = json.loads((folder / "val_speech.json").read_text())
+        report["runs"][run] = {
+            "command": meta["command"], "steps": meta["steps_end"], "hours": round(meta["hours"], 3),
+            "hardware": meta["hardware"], "date": meta["date"], "init": init,
+            "decoder": "server" if (init or "").endswith("_server") or "--decoder server" in meta["command"] else "mirror",
+            "losses": "mel" if meta.get("gan_from_step") is None else f"mel + GAN from step {meta['gan_from_step']}",
+            "curve": ({"0": starts[init]} if init else {}) | curve,
+        }
+    Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.json}")
+    return 0
 
 
 def on_gpu(device: str) -> bool:
@@ -328,6 +358,10 @@ def main(argv=None) -> int:
     p.add_argument("--poll", type=float, default=60.0, help="seconds between looks for new checkpoints")
     p.add_argument("--keep", action="store_true", help="keep following after the run has ended")
     p.set_defaults(func=cmd_follow, started=time.time())
+    p = sub.add_parser("curves", help="collect the validation-speech curves of runs into one JSON")
+    p.add_argument("runs", nargs="+", help="run names (checkpoints/reference_RUN)")
+    p.add_argument("--json", default="benchmarks/decoder_runs.json")
+    p.set_defaults(func=cmd_curves)
     p = sub.add_parser("ship")
     p.add_argument("name")
     p.add_argument("checkpoint")
