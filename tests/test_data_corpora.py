@@ -206,11 +206,26 @@ def test_pip_failure_names_what_failed(tmp_path, monkeypatch):
 
 
 def test_apt_missing_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(apt.shutil, "which", lambda name: None)
+    monkeypatch.setattr(apt.shutil, "which", lambda name: None if name == "apt-get" else f"/usr/bin/{name}")
     with pytest.raises(RuntimeError, match="apt-get not found"):
         fetch("speech", tmp_path / "s")
     with pytest.raises(RuntimeError, match="apt-get not found"):
         fetch("nature", tmp_path / "n", sources=("widelands",))
+
+
+def test_speech_without_a_g722_decoder_refuses_before_downloading(tmp_path, monkeypatch):
+    # without ffmpeg or PyAV every Asterisk voice would be skipped and the corpus silently 2.5 h smaller
+    import importlib.util
+
+    from tinycodec.data.corpora import speech
+
+    monkeypatch.setattr(apt.shutil, "which", lambda name: None)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "av" else real_find_spec(name, *a))
+    monkeypatch.setattr(speech, "apt_download", lambda *a, **k: pytest.fail("downloaded anyway"))
+    with pytest.raises(RuntimeError, match=r"speech corpus: decoding G\.722 needs ffmpeg"):
+        fetch("speech", tmp_path / "s")
+    assert not any((tmp_path / "s").rglob("*.wav"))
 
 
 def test_manifest_round_trip_and_cli(tmp_path, capsys):

@@ -89,6 +89,17 @@ def deb_extract(deb: Path, dest: Path) -> Path:
     return dest
 
 
+G722_DECODER_MISSING = "decoding G.722 needs ffmpeg (apt-get install ffmpeg) or PyAV (pip install av)"
+
+
+def g722_decoder_available() -> bool:
+    """Whether :func:`decode_g722` can run here (ffmpeg on the PATH, or PyAV importable)."""
+    import importlib.util
+    import shutil
+
+    return shutil.which("ffmpeg") is not None or importlib.util.find_spec("av") is not None
+
+
 def decode_g722(src: Path, dst: Path, sample_rate: int = 16_000) -> None:
     """G.722 (raw, 16 kHz) to mono WAV at ``sample_rate``, with ffmpeg or else PyAV."""
     if shutil.which("ffmpeg"):
@@ -115,9 +126,7 @@ def decode_g722(src: Path, dst: Path, sample_rate: int = 16_000) -> None:
     try:
         import av
     except ImportError as exc:
-        raise RuntimeError(
-            "decoding G.722 needs ffmpeg (apt-get install ffmpeg) or PyAV (pip install av)"
-        ) from exc
+        raise RuntimeError(G722_DECODER_MISSING) from exc
     import numpy as np
 
     with av.open(str(src), format="g722") as container:
