@@ -214,7 +214,7 @@ def test_apt_missing_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_speech_without_a_g722_decoder_refuses_before_downloading(tmp_path, monkeypatch):
-    # without ffmpeg or PyAV every Asterisk voice would be skipped and the corpus silently 2.5 h smaller
+    # without ffmpeg or PyAV every Asterisk voice would be skipped and the corpus silently 2.2 h smaller
     import importlib.util
 
     from tinycodec.data.corpora import speech

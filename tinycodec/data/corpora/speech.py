@@ -54,7 +54,7 @@ def _sources() -> list[tuple[str, str, str, str, str, str]]:
 def build(root: Path, cache: Path, sample_rate: int = 16_000, threads: int = 4) -> list[Entry]:
     sources = _sources()
     if any(pattern.endswith(".g722") for _, _, pattern, *_ in sources) and not g722_decoder_available():
-        # refuse before downloading: without a decoder every Asterisk voice (2.5 of 6.4 h, and the test
+        # refuse before downloading: without a decoder every Asterisk voice (2.2 of 6.4 h, and the test
         # split's Italian speaker) would be skipped file by file and the corpus silently smaller
         raise RuntimeError(f"the speech corpus: {G722_DECODER_MISSING}")
     debs = apt_download([package for package, *_ in sources], cache / "debs")
