@@ -86,11 +86,11 @@ def cmd_train(args) -> int:
 VAL_SPEECH = dict(categories=["speech"], split="val", max_clips=10, clip_seconds=4.0)  # held-out speakers
 
 
-def val_speech_scores(checkpoint: Path) -> dict[str, float]:
-    """PESQ-WB, STOI, log-mel and SI-SDR of one checkpoint on validation speech (10 clips of 4 s)."""
+def val_speech_scores(checkpoint: Path, data: Path) -> dict[str, float]:
+    """PESQ-WB, STOI, log-mel and SI-SDR of one checkpoint on validation speech (10 clips of 4 s of ``data``)."""
     from tinycodec.eval.evaluate import evaluate
 
-    result = evaluate(str(checkpoint), link_corpora(), progress=False, **VAL_SPEECH)
+    result = evaluate(str(checkpoint), data, progress=False, **VAL_SPEECH)
     (row,) = result.categories["speech"].values()
     return {k: round(float(row[k]), 4) for k in ("log_mel", "pesq_wb", "stoi", "si_sdr")}
 
@@ -104,14 +104,14 @@ def cmd_follow(args) -> int:
     in the model card). Runs until the run's ``runs.json`` records its end (or forever with ``--keep``).
     """
     folder = ROOT / "checkpoints" / f"reference_{args.run}"
-    out = folder / "val_speech.json"
+    out, data = folder / "val_speech.json", link_corpora()
     while True:
         done = json.loads(out.read_text()) if out.exists() else {}
         for ckpt in sorted(folder.glob("step_*.pt")):
             step = str(int(ckpt.stem.split("_")[1]))
             if step not in done:
                 try:
-                    done[step] = val_speech_scores(ckpt)
+                    done[step] = val_speech_scores(ckpt, data)
                 except (OSError, RuntimeError) as exc:  # deleted or half-written meanwhile: next round
                     print(f"[follow] {ckpt.name}: {exc}", file=sys.stderr)
                     continue
@@ -133,13 +133,14 @@ def cmd_curves(args) -> int:
     report = {"format": "tinycodec-decoder-runs", "clips": "validation speech (held-out speakers), "
               f"{VAL_SPEECH['max_clips']} clips of {VAL_SPEECH['clip_seconds']:g} s", "runs": {}}
     starts: dict[str, dict] = {}
+    data = link_corpora()
     for run in args.runs:
         folder = ROOT / "checkpoints" / f"reference_{run}"
         meta = json.loads((folder / "runs.json").read_text())[-1]
         words = meta["command"].split()
         init = words[words.index("--init") + 1] if "--init" in words else None
         if init and init not in starts:
-            starts[init] = val_speech_scores(init)
+            starts[init] = val_speech_scores(init, data)
         curve = json.loads((folder / "val_speech.json").read_text())
         report["runs"][run] = {
             "command": meta["command"], "steps": meta["steps_end"], "hours": round(meta["hours"], 3),

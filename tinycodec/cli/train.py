@@ -67,14 +67,11 @@ def register(subparsers) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The run's ``TrainConfig``: from the flags, or from ``--resume CKPT`` (checked, see the module docstring)."""
-    from tinycodec.train.checkpoint import check_resumable, read_checkpoint
-    from tinycodec.train.config import TrainConfig, resolve_config_for_resume
+    from tinycodec.train.checkpoint import resume_config
+    from tinycodec.train.config import TrainConfig
 
     given = TrainConfig.given_args(args)
-    if not args.resume:
-        return TrainConfig(**given)
-    stored = check_resumable(read_checkpoint(args.resume), args.resume)
-    return resolve_config_for_resume(stored, {k: v for k, v in given.items() if k != "resume"}, args.resume)
+    return resume_config(given, args.resume) if args.resume else TrainConfig(**given)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ from tinycodec.pretrained import FORMAT, VERSION, load_checkpoint, read_checkpoi
 from tinycodec.quantization.vq import TRAINING_ONLY_BUFFERS
 
 __all__ = ["save_checkpoint", "read_checkpoint", "load_checkpoint", "export_weights", "rng_state",
-           "set_rng_state", "CheckpointManager", "CheckpointError", "check_resumable", "FORMAT", "VERSION"]
+           "set_rng_state", "CheckpointManager", "CheckpointError", "check_resumable", "resume_config", "FORMAT", "VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,18 @@ def check_resumable(ckpt: dict, path: str | Path):
     if not isinstance(rng, dict) or not {"torch", "numpy", "python", "sampler"} <= set(rng):
         raise CheckpointError(f"{path}: cannot resume: the RNG state is incomplete")
     return cfg
+
+
+def resume_config(given: dict, path: str | Path):
+    """The run the checkpoint at ``path`` continues, with the fields ``given`` explicitly.
+
+    Reads and checks the checkpoint (``check_resumable``), then ``resolve_config_for_resume``: fields
+    outside ``RESUME_SAFE`` that differ from the stored run raise ``ValueError`` naming them.
+    """
+    from tinycodec.train.config import resolve_config_for_resume
+
+    stored = check_resumable(read_checkpoint(path), path)
+    return resolve_config_for_resume(stored, {k: v for k, v in given.items() if k != "resume"}, str(path))
 
 
 def export_weights(ckpt, out: str | Path, dtype: torch.dtype | None = None, inference_only: bool = False) -> Path:

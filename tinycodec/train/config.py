@@ -12,11 +12,13 @@ from typing import Any
 from tinycodec.train.discriminators import DiscriminatorConfig
 from tinycodec.train.losses import LossWeights
 
-__all__ = ["RESUME_SAFE", "TrainConfig", "model_families", "resolve_config_for_resume", "resolve_model_config"]
+__all__ = ["MODEL_DEFINING_FIELDS", "RESUME_SAFE", "TrainConfig", "model_families", "resolve_config_for_resume", "resolve_model_config"]
 
 # the preset a bare `--model FAMILY` trains; a family is trainable once tinycodec.models registers it
 DEFAULT_PRESET = {"tinystream": "ultra_tiny", "soundstream": "soundstream_tiny", "transformer": "transformer_tiny"}
 MODEL_FIELDS = ("C", "D", "num_quantizers", "codebook_size", "sample_rate")  # the CLI's model overrides
+# every field that defines the model (a resumed run's trainer compares them with the checkpoint's model)
+MODEL_DEFINING_FIELDS = ("model", "preset", *MODEL_FIELDS, "model_overrides")
 # fields that may change when a run is resumed: how long it runs, where and how it logs and saves,
 # the hardware; none of them changes the crops, the model or the optimiser (another device may
 # change float rounding). Every other field given with --resume must equal the checkpoint's.

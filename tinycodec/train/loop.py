@@ -35,7 +35,7 @@ from tinycodec.train.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from tinycodec.train.config import TrainConfig, resolve_model_config
+from tinycodec.train.config import MODEL_DEFINING_FIELDS, TrainConfig, resolve_model_config
 from tinycodec.train.data import (
     CropDataset,
     CropSampler,
@@ -412,9 +412,6 @@ def load_init_state(model: nn.Module, state: dict) -> None:
              sorted({k.split(".")[0] for k in own if k not in shared}) or "none")
 
 
-MODEL_FIELDS = ("model", "preset", "C", "D", "num_quantizers", "codebook_size", "sample_rate", "model_overrides")
-
-
 def train(config: TrainConfig | None = None, **overrides) -> TrainResult:
     """Train a codec.
 
@@ -436,15 +433,12 @@ def train(config: TrainConfig | None = None, **overrides) -> TrainResult:
     """
     resume = overrides.get("resume") or (config.resume if config is not None else None)
     if resume:
-        from tinycodec.train.checkpoint import check_resumable, read_checkpoint
-        from tinycodec.train.config import resolve_config_for_resume
+        from tinycodec.train.checkpoint import resume_config
 
         given = (config.to_dict() if config is not None else {}) | overrides
         # the model's own fields go on to the trainer, whose check names the mismatch (e.g. "C 2 -> 4")
-        model_given = {k: given.pop(k) for k in MODEL_FIELDS if k in given}
-        stored = check_resumable(read_checkpoint(resume), resume)
-        config = resolve_config_for_resume(stored, {k: v for k, v in given.items() if k != "resume"}, str(resume))
-        config = TrainConfig.from_dict(config.to_dict() | model_given)
+        model_given = {k: given.pop(k) for k in MODEL_DEFINING_FIELDS if k in given}
+        config = TrainConfig.from_dict(resume_config(given, resume).to_dict() | model_given)
     elif config is None:
         config = TrainConfig(**overrides)
     elif overrides:
