@@ -58,7 +58,7 @@ def cmd_train(args) -> int:
     disc = DiscriminatorConfig(use_wave=False, stft_n_ffts=[256, 1024], stft_channels=8) if args.ms_stft else DiscriminatorConfig()
     config = TrainConfig(
         preset=None if args.init else args.preset, init=args.init, decoder=args.decoder,
-        freeze_encoder=args.freeze_encoder, disc=disc,
+        freeze_encoder=args.freeze_encoder, disc=disc, model_overrides=decoder_overrides(args),
         audio_dir=str(audio_dir), audio_length=0.5, batch_size=args.batch_size,
         g_lr=args.lr or LEARNING_RATES[family], lr_gamma=0.99995, disc_warmup_steps=args.gan_from, max_steps=args.steps,
         checkpoint_dir=f"checkpoints/reference_{run}", log_dir=f"runs/reference_{run}",
@@ -81,6 +81,11 @@ def cmd_train(args) -> int:
     log.write_text(json.dumps(runs + [run], indent=1) + "\n")
     print(json.dumps(run))
     return 0
+
+
+def decoder_overrides(args) -> dict:
+    """Model-config fields ``--decoder-delay`` / ``--decoder-n-fft`` set (empty when neither is given)."""
+    return {k: getattr(args, k) for k in ("decoder_delay", "decoder_n_fft") if getattr(args, k) is not None}
 
 
 VAL_SPEECH = dict(categories=["speech"], split="val", max_clips=10, clip_seconds=4.0)  # held-out speakers
@@ -346,6 +351,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar (for log files)")
     p.add_argument("--init", default=None, help="start from this model spec (shipped name, .safetensors, checkpoint)")
     p.add_argument("--decoder", default=None, choices=["mirror", "server"], help="train this decoder (default: the model's)")
+    p.add_argument("--decoder-delay", dest="decoder_delay", type=int, default=None, metavar="FRAMES",
+                   help="server decoder: frames its output may lag the codes (see tinycodec.modules.server_decoder)")
+    p.add_argument("--decoder-n-fft", dest="decoder_n_fft", type=int, default=None, metavar="N",
+                   help="server decoder: FFT size of its iSTFT head (default 4 hops)")
     p.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true",
                    help="encoder and codebooks fixed: only the decoder learns (the codes stay valid)")
     p.add_argument("--ms-stft", dest="ms_stft", action="store_true",

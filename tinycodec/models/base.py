@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from tinycodec.models.config import CONFIG_CLASSES, CodecConfig, get_preset
@@ -106,6 +107,23 @@ class CodecModel(StreamingModule):
         """Bits per second with ``n_q`` quantizers (default all)."""
         return self.config.bitrate(n_q)
 
+    @property
+    def delay(self) -> int:
+        """Samples by which the decoder's output lags the input (``decoder_delay`` hops; 0 for the mirror).
+        Offline calls remove it; a stream hears it as latency (see :mod:`tinycodec.modules.server_decoder`)."""
+        return getattr(self.decoder, "delay", 0)
+
+    def synthesize(self, quantized: Tensor) -> Tensor:
+        """Quantized embeddings [B, D, F] -> audio [B, 1, F * hop_length], aligned with the input offline.
+
+        Streaming returns the decoder's output as it comes (``delay`` samples late). Offline a delayed
+        decoder's output is shifted back by ``delay``; its last ``delay`` samples would need frames
+        after the last one and hold what the frames given contribute (a short fade at a file's end)."""
+        if self.delay == 0 or self.is_streaming:
+            return self.decoder(quantized)
+        n = quantized.shape[-1] * self.hop_length
+        return self.decoder(quantized, tail=True)[..., self.delay: self.delay + n]
+
     def config_dict(self) -> dict:
         """``asdict(self.config)``: with ``self.family``, enough to rebuild the model."""
         return asdict(self.config)
@@ -120,6 +138,11 @@ class CodecModel(StreamingModule):
                                  f"hop_length={self.hop_length}; buffer the input first")
             return wav
         return pad_to_multiple(wav, self.hop_length)  # offline: zero-pad the last partial frame
+
+    def pad_for_delay(self, wav: Tensor) -> Tensor:
+        """Offline training input: ``wav`` [B, 1, T] with ``delay`` zeros appended, so that frames exist
+        for every input sample's delayed output (no end fade in the loss), padded to whole frames."""
+        return self._check_wav(F.pad(wav, (0, self.delay)) if self.delay else wav)
 
     def encode(self, wav: Tensor, n_q: int | None = None) -> Tensor:
         """Args:
@@ -140,7 +163,7 @@ class CodecModel(StreamingModule):
         Returns:
             Tensor: [B, 1, F * hop_length] (or [B, 1, length]).
         """
-        wav = self.decoder(self.quantizer.decode(codes))
+        wav = self.synthesize(self.quantizer.decode(codes))
         return wav if length is None else wav[..., :length]
 
     def forward(self, wav: Tensor, n_q: int | None = None) -> CodecOutput:
@@ -152,9 +175,9 @@ class CodecModel(StreamingModule):
                 SoundStream, all otherwise).
         """
         length = wav.shape[-1]
-        z = self.encoder(self._check_wav(wav))
+        z = self.encoder(self.pad_for_delay(wav))
         quantized, codes, commitment = self.quantizer(z, n_q)
-        recon = self.decoder(quantized)[..., :length]
+        recon = self.synthesize(quantized)[..., :length]
         return CodecOutput(recon, codes, commitment, self.quantizer.last_stats)
 
 
@@ -163,7 +186,7 @@ def make_decoder(config: CodecConfig) -> StreamingModule:
     (:class:`~tinycodec.modules.server_decoder.ServerDecoder`). Both map [B, D, F] -> [B, 1, F * hop]."""
     if config.decoder == "server":
         return ServerDecoder(config.D, config.hop_length, config.decoder_dim, config.decoder_layers,
-                             config.decoder_n_fft or None)
+                             config.decoder_n_fft or None, delay=config.decoder_delay)
     return SEANetDecoder(C=config.C, D=config.D, strides=config.strides, dilations=config.dilations,
                          kernel_size=config.kernel_size, activation=config.activation, separable=config.separable)
 

@@ -45,6 +45,10 @@ class CodecConfig:
     decoder_dim: int = 256  # server decoder: ConvNeXt width
     decoder_layers: int = 8  # server decoder: ConvNeXt blocks
     decoder_n_fft: int = 0  # server decoder: FFT size of its head (0: 4 * hop_length)
+    # server decoder: frames its output lags the codes. 0: frame f's synthesis window starts at block f, so
+    # each block is mostly drawn from frames that have not heard it; d >= 1 lets frames up to f + d shape
+    # block f, at d hops of latency (d = n_fft / hop - 1: no window reaches past what its frame heard)
+    decoder_delay: int = 0
 
     def __post_init__(self) -> None:
         self.strides = [int(s) for s in self.strides]
@@ -55,6 +59,10 @@ class CodecConfig:
             raise ValueError("C, D, num_quantizers and strides must be positive")
         if self.decoder not in DECODERS:
             raise ValueError(f"unknown decoder {self.decoder!r}; choose from {list(DECODERS)}")
+        n_fft = self.decoder_n_fft or 4 * self.hop_length
+        if not 0 <= self.decoder_delay * self.hop_length <= n_fft - self.hop_length:
+            raise ValueError(f"decoder_delay={self.decoder_delay} frames must lie in 0..{n_fft // self.hop_length - 1} "
+                             f"(the head's window of n_fft={n_fft} spans {n_fft // self.hop_length} hops)")
         if self.encoder_int8 and self.activation != "relu":
             raise ValueError("encoder_int8 needs activation='relu' (the int8 arithmetic has no ELU)")
 

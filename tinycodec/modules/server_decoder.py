@@ -11,10 +11,19 @@ make into audio (the Vocos recipe, Siuzdak 2023), made causal::
 
     ConvNeXt block:  x + gamma * W2 GELU(W1 LN(dwconv_k7(x)))     (depthwise conv causal)
 
-Causal overlap-add: frame ``f`` synthesises samples ``[f hop, f hop + n_fft)``; output block ``f``
-(samples ``[f hop, (f + 1) hop)``) is complete once frame ``f`` is in, so the decoder adds no
-look-ahead. Streaming keeps the ``n_fft - hop`` samples of overlap (and each depthwise conv its
-``k - 1`` inputs), so chunked == offline exactly.
+Causal overlap-add: frame ``f`` synthesises samples ``[f hop, f hop + n_fft)`` of the decoder's
+output; output block ``f`` (samples ``[f hop, (f + 1) hop)``) is complete once frame ``f`` is in.
+Streaming keeps the ``n_fft - hop`` samples of overlap (and each depthwise conv its ``k - 1``
+inputs), so chunked == offline exactly.
+
+Delay. The encoder's frame ``f`` has heard the input up to the end of block ``f``. Read without
+delay, output block ``f`` gets only the rising first ``hop`` samples of frame ``f``'s window: the
+rest comes from frames ``f - 1, f - 2, ...``, which never heard block ``f``, so the decoder must
+*predict* it. With ``delay = d hop`` the output lags the codes by ``d`` blocks: input block ``f``
+is output block ``f + d``, drawn from frames ``f .. f + d`` that heard it (for ``n_fft = 2 hop``,
+``d = 1``: the falling half of frame ``f``'s window plus the rising half of frame ``f + 1``'s;
+no window reaches past what its frame heard). :class:`~tinycodec.models.base.CodecModel` removes
+the lag offline; a stream hears it as ``d`` hops of extra latency.
 
 Notebook: book/04_training.md
 """
@@ -101,13 +110,18 @@ class ISTFTHead(StreamingModule):
         spec = torch.polar(mag, phase)
         return torch.fft.irfft(spec, n=self.n_fft) * self.window
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Args: x (Tensor): [B, dim, F]. Returns: Tensor: [B, 1, F * hop]."""
+    def forward(self, x: Tensor, tail: bool = False) -> Tensor:
+        """Args: x (Tensor): [B, dim, F]; tail (bool): offline only, also return the ``n_fft - hop``
+        samples after the last block, which later frames would complete (the end of a file).
+
+        Returns: Tensor: [B, 1, F * hop] (``+ n_fft - hop`` with ``tail``)."""
         state, persistent = self._get_state(x.shape[0])
         B, _, n = x.shape
         hop, overlap = self.hop_length, self.n_fft - self.hop_length
+        if tail and persistent:
+            raise RuntimeError("tail=True is for offline decoding; a stream's tail arrives with its next frames")
         if n == 0:
-            return x.new_zeros(B, 1, 0)
+            return x.new_zeros(B, 1, overlap if tail else 0)
         frames = self.frames(x)  # [B, F, n_fft]
         length = (n - 1) * hop + self.n_fft
         y = F.fold(frames.transpose(1, 2), output_size=(1, length), kernel_size=(1, self.n_fft),
@@ -116,7 +130,7 @@ class ISTFTHead(StreamingModule):
             y = torch.cat([y[:, :overlap] + state.tail, y[:, overlap:]], dim=1)
         if persistent:
             state.tail = y[:, n * hop:]
-        return y[:, None, : n * hop]
+        return y[:, None] if tail else y[:, None, : n * hop]
 
 
 class ServerDecoder(StreamingModule):
@@ -129,20 +143,27 @@ class ServerDecoder(StreamingModule):
         num_layers (int): ConvNeXt blocks.
         n_fft (int | None): FFT size of the head (default ``4 * hop_length``).
         mult (int): MLP width multiplier.
+        delay (int): frames the output lags the codes (module docstring); at most ``n_fft / hop - 1``.
     """
 
     def __init__(self, D: int, hop_length: int, dim: int = 256, num_layers: int = 8, n_fft: int | None = None,
-                 mult: int = 3) -> None:
+                 mult: int = 3, delay: int = 0) -> None:
         super().__init__()
+        n_fft = n_fft or 4 * hop_length
+        if not 0 <= delay * hop_length <= n_fft - hop_length:
+            raise ValueError(f"delay={delay} frames must lie in 0..{n_fft // hop_length - 1} for n_fft={n_fft}")
+        self.delay = delay * hop_length  # samples
         self.embed = StreamingConv1d(D, dim, 7)
         self.blocks = nn.ModuleList(ConvNeXtBlock(dim, mult, layer_scale=1.0 / math.sqrt(num_layers))
                                     for _ in range(num_layers))
         self.norm = ChannelLayerNorm(dim)
-        self.head = ISTFTHead(dim, hop_length, n_fft or 4 * hop_length)
+        self.head = ISTFTHead(dim, hop_length, n_fft)
 
-    def forward(self, q: Tensor) -> Tensor:
-        """Args: q (Tensor): [B, D, F]. Returns: Tensor: [B, 1, F * hop_length]."""
+    def forward(self, q: Tensor, tail: bool = False) -> Tensor:
+        """Args: q (Tensor): [B, D, F]; tail (bool): see :meth:`ISTFTHead.forward`.
+
+        Returns: Tensor: [B, 1, F * hop_length] lagging the codes by ``self.delay`` samples."""
         x = self.embed(q)
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x))
+        return self.head(self.norm(x), tail=tail)

@@ -104,16 +104,16 @@ class GeneratorStep(nn.Module):
             m.encoder.eval()
             m.quantizer.eval()
             with torch.no_grad():
-                codes = m.quantizer.encode(m.encoder(m._check_wav(wav)))
+                codes = m.quantizer.encode(m.encoder(m.pad_for_delay(wav)))
                 quantized = m.quantizer.decode(codes)
             commitment = quantized.new_zeros(())
             m.quantizer.last_stats = None
         else:
             with ddp.autocast(self.device, self.amp):
-                z = m.encoder(m._check_wav(wav))
+                z = m.encoder(m.pad_for_delay(wav))
             quantized, _, commitment = m.quantizer(z.float())
         with ddp.autocast(self.device, self.amp):
-            recon = m.decoder(quantized)[..., :length]
+            recon = m.synthesize(quantized)[..., :length]
         return recon.float(), commitment
 
 
