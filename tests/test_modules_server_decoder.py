@@ -58,3 +58,79 @@ def test_unknown_decoder_is_a_clear_error():
     cfg = get_preset("tiny")
     with pytest.raises(ValueError, match="unknown decoder"):
         type(cfg)(**(cfg.__dict__ | {"decoder": "huge"}))
+
+
+@pytest.mark.parametrize("delay, n_fft", [(0, 1024), (1, 512), (2, 1024)])
+def test_delayed_decoder_uses_the_frames_that_heard_a_block(delay, n_fft):
+    """Frame k has heard input blocks <= k. With ``decoder_delay = d`` the aligned offline output
+    block k - d is the first one frame k shapes (frames k - d .. k, which heard it, write it); every
+    sample before it stays exactly as it was. Without delay frame k reaches only blocks >= k."""
+    torch.manual_seed(0)
+    model = TinyStream(decoder="server", decoder_delay=delay, decoder_n_fft=n_fft, decoder_dim=32,
+                       decoder_layers=2).eval()
+    hop, k = model.hop_length, 7
+    assert model.delay == delay * hop
+    q = torch.randn(1, model.config.D, 12)
+    changed = q.clone()
+    changed[..., k] = torch.randn(model.config.D)
+    with torch.no_grad():
+        a, b = model.synthesize(q), model.synthesize(changed)
+        wav = torch.randn(1, 1, 12 * hop - 5) * 0.1
+        assert model(wav).reconstruction.shape == model.decode(model.encode(wav), wav.shape[-1]).shape == wav.shape
+    assert a.shape == (1, 1, 12 * hop)
+    first = (k - delay) * hop
+    assert torch.equal(a[..., :first], b[..., :first])
+    assert not torch.equal(a[..., first:first + hop], b[..., first:first + hop])
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_delayed_decoder_streams_the_offline_output_late(chunk):
+    """A stream hears the delay as latency: chunked output == offline output shifted by ``delay``."""
+    torch.manual_seed(0)
+    model = TinyStream(decoder="server", decoder_delay=1, decoder_n_fft=512, decoder_dim=32, decoder_layers=2).eval()
+    codes = model.encode(torch.randn(1, 1, 11 * 256) * 0.1)
+    with torch.no_grad():
+        offline = model.decode(codes)
+        with model.streaming(1):
+            streamed = torch.cat([model.decode(codes[..., i:i + chunk]) for i in range(0, 11, chunk)], -1)
+    assert streamed.shape == offline.shape
+    assert float((streamed[..., 256:] - offline[..., :-256]).abs().max()) <= 1e-6
+
+
+def test_decoder_delay_beyond_the_window_is_a_clear_error():
+    with pytest.raises(ValueError, match="decoder_delay=2 frames must lie in 0..1"):
+        TinyStream(decoder="server", decoder_delay=2, decoder_n_fft=512)
+    with pytest.raises(ValueError, match="delay=4 frames"):
+        ServerDecoder(D=8, hop_length=32, delay=4)
+
+
+def test_server_configs_saved_before_the_delay_keep_their_geometry():
+    """A stored server config without ``decoder_delay`` was trained with no delay and a 4-hop FFT; a new
+    one gets today's defaults (one frame of delay, a 2-hop FFT)."""
+    from dataclasses import asdict
+
+    from tinycodec.models import build_model
+
+    old = asdict(get_preset("tiny")) | {"decoder": "server", "decoder_dim": 32, "decoder_layers": 1}
+    new = dict(old)
+    del old["decoder_delay"]
+    old["decoder_n_fft"] = 0
+    a, b = build_model("tinystream", old), build_model("tinystream", new)
+    assert (a.delay, a.decoder.head.n_fft) == (0, 1024)
+    assert (b.delay, b.decoder.head.n_fft) == (256, 512)
+
+
+def test_run_streaming_of_a_delayed_decoder_equals_offline():
+    """``run_streaming`` drops the stream's lag and flushes the held-back end: offline == streamed."""
+    from tinycodec.streaming import run_streaming
+
+    torch.manual_seed(0)
+    model = TinyStream(decoder="server", decoder_delay=1, decoder_n_fft=512, decoder_dim=32, decoder_layers=2).eval()
+    wav = torch.randn(1, 1, 9 * 256 + 100) * 0.1
+    with torch.no_grad():
+        offline = model.decode(model.encode(wav), wav.shape[-1])
+    streamed = run_streaming(model, wav, chunk=512)
+    assert streamed.shape == offline.shape
+    assert float((streamed - offline).abs().max()) <= 1e-6
+    with pytest.raises(RuntimeError, match="flush"):
+        model.flush()

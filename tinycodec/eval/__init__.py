@@ -3,7 +3,8 @@
 ``evaluate`` (a folder of clips, per clip and per category), ``metrics`` (log-mel, MR-STFT,
 SI-SDR, PESQ-WB, STOI, codebook usage), ``baselines`` (Opus, Codec 2 through their command-line
 tools), ``bitrate`` (nominal, entropy, entropy-coded size, quality against bitrate),
-``plotting`` (the chapters' figures) and ``clips`` (the clip loader every other module uses).
+``plotting`` (the chapters' figures), ``information`` (envelope oracles and a linear probe: how much
+of the spectrum the codes carry) and ``clips`` (the clip loader every other module uses).
 Submodules are imported on demand: ``import tinycodec.eval`` loads nothing heavy.
 
 Notebook: book/05_bitrate.md

@@ -11,7 +11,7 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
-from tinycodec.models.config import CONFIG_CLASSES, CodecConfig, get_preset
+from tinycodec.models.config import CONFIG_CLASSES, CodecConfig, get_preset, upgrade_config_dict
 from tinycodec.modules import SEANetDecoder, SEANetEncoder, StreamingModule, pad_to_multiple
 from tinycodec.modules.int8_exact import Int8ExactEncoder
 from tinycodec.modules.server_decoder import ServerDecoder
@@ -124,6 +124,16 @@ class CodecModel(StreamingModule):
         n = quantized.shape[-1] * self.hop_length
         return self.decoder(quantized, tail=True)[..., self.delay: self.delay + n]
 
+    def flush(self) -> Tensor:
+        """In a stream, after the last frame: the ``delay`` samples the decoder still holds back,
+        [B, 1, delay] (empty for an undelayed decoder). Streamed output minus its first ``delay``
+        samples, plus these, equals the offline output."""
+        if not self.is_streaming:
+            raise RuntimeError("flush() is for a stream (inside model.streaming()); offline decode returns every sample")
+        if self.delay == 0:
+            return next(self.parameters()).new_zeros(self._streaming_state.batch_size, 1, 0)
+        return self.decoder.flush()
+
     def config_dict(self) -> dict:
         """``asdict(self.config)``: with ``self.family``, enough to rebuild the model."""
         return asdict(self.config)
@@ -186,7 +196,7 @@ def make_decoder(config: CodecConfig) -> StreamingModule:
     (:class:`~tinycodec.modules.server_decoder.ServerDecoder`). Both map [B, D, F] -> [B, 1, F * hop]."""
     if config.decoder == "server":
         return ServerDecoder(config.D, config.hop_length, config.decoder_dim, config.decoder_layers,
-                             config.decoder_n_fft or None, delay=config.decoder_delay)
+                             config.server_n_fft, delay=config.decoder_delay)
     return SEANetDecoder(C=config.C, D=config.D, strides=config.strides, dilations=config.dilations,
                          kernel_size=config.kernel_size, activation=config.activation, separable=config.separable)
 
@@ -206,4 +216,4 @@ def build_model(family: str, config_dict: dict) -> CodecModel:
     # importing this module runs that package first
     if family not in MODEL_CLASSES:
         raise ValueError(f"unknown model family {family!r}; choose from {sorted(MODEL_CLASSES)}")
-    return MODEL_CLASSES[family](config=CONFIG_CLASSES[family](**config_dict))
+    return MODEL_CLASSES[family](config=CONFIG_CLASSES[family](**upgrade_config_dict(config_dict)))

@@ -159,6 +159,13 @@ class ServerDecoder(StreamingModule):
         self.norm = ChannelLayerNorm(dim)
         self.head = ISTFTHead(dim, hop_length, n_fft)
 
+    def flush(self) -> Tensor:
+        """Streaming only: the ``delay`` samples still held back after the last frame, [B, 1, delay]
+        (what the offline output ends with); the stream's state is left as it was."""
+        if not self.is_streaming:
+            raise RuntimeError("flush() is for a stream; offline decoding already returns every sample")
+        return self.head._streaming_state.tail[:, None, : self.delay]
+
     def forward(self, q: Tensor, tail: bool = False) -> Tensor:
         """Args: q (Tensor): [B, D, F]; tail (bool): see :meth:`ISTFTHead.forward`.
 
