@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from tinycodec.eval.information import code_features, griffin_lim, log_mel_frames, mel_envelope_oracle, ridge_r2
+from tinycodec.eval.information import (
+    code_features,
+    griffin_lim,
+    log_mel_frames,
+    mel_envelope_oracle,
+    ridge_r2,
+)
 from tinycodec.models import TinyStream
 
 SR = 16000

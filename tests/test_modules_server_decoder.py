@@ -134,3 +134,12 @@ def test_run_streaming_of_a_delayed_decoder_equals_offline():
     assert float((streamed - offline).abs().max()) <= 1e-6
     with pytest.raises(RuntimeError, match="flush"):
         model.flush()
+
+
+def test_summary_latency_counts_the_decoder_delay():
+    from tinycodec.models.summary import summary
+
+    mirror = TinyStream.from_preset("tiny")
+    delayed = TinyStream(decoder="server", decoder_delay=1, decoder_dim=32, decoder_layers=1)
+    assert summary(mirror).latency_ms == 16.0
+    assert summary(delayed).latency_ms == 32.0

@@ -85,7 +85,7 @@ class ModelSummary:
     bitrate: float  # bits/s at all quantizers
     receptive_field: int  # input samples behind one code frame
     decoder_history: int  # code frames behind one decoded sample
-    latency_ms: float  # algorithmic: one frame of input must arrive before its code exists
+    latency_ms: float  # algorithmic: one frame of input must arrive before its code exists, plus the decoder's delay
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -189,7 +189,7 @@ def summary(model: CodecModel, name: str | None = None) -> ModelSummary:
         bitrate=cfg.bitrate(),
         receptive_field=receptive_field(model.encoder),
         decoder_history=decoder_history_frames(model.decoder),
-        latency_ms=1000.0 * cfg.hop_length / cfg.sample_rate,
+        latency_ms=1000.0 * (cfg.hop_length + getattr(model, "delay", 0)) / cfg.sample_rate,
     )
 
 
