@@ -43,6 +43,21 @@ def test_lossless_stream_equals_offline_decode(models):
     assert result["packets"] == sent["packets"] and result["time_to_first_audio"] > 0
 
 
+def test_a_delayed_decoder_serves_audio_aligned_with_the_input(models):
+    """``tiny_server`` (same encoder as the device's ``tiny``) lags its codes by one hop; the server
+    drops the lag, so what it received lines up with the offline decode up to the held-back end."""
+    device, _ = models
+    server = load_model("tiny_server")
+    delay = server.delay
+    assert delay == server.hop_length
+    wav = load(DEMO_CLIP, device.sample_rate)[0].reshape(-1)
+    result, _ = _run(server, device, frames_per_packet=2)
+    with torch.no_grad():
+        ref = server.decode(device.encode(wav.view(1, 1, -1)), length=wav.numel())[0, 0]
+    assert result["wav"].shape == ref.shape
+    assert (result["wav"][:-delay] - ref[:-delay]).abs().max().item() <= 1e-4
+
+
 def test_ten_percent_packet_loss_is_concealed(models):
     device, server = models
     wav = load(DEMO_CLIP, device.sample_rate)[0].reshape(-1)

@@ -119,7 +119,7 @@ class CodecModel(StreamingModule):
         Streaming returns the decoder's output as it comes (``delay`` samples late). Offline a delayed
         decoder's output is shifted back by ``delay``; its last ``delay`` samples would need frames
         after the last one and hold what the frames given contribute (a short fade at a file's end)."""
-        if self.delay == 0 or self.is_streaming:
+        if self.delay == 0 or self.decoder.is_streaming:  # (a BatchDecoder streams the decoder alone)
             return self.decoder(quantized)
         n = quantized.shape[-1] * self.hop_length
         return self.decoder(quantized, tail=True)[..., self.delay: self.delay + n]

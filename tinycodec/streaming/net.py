@@ -220,7 +220,8 @@ class StreamServer:
             max_frames = check_hello(hello, self.info, self.limits)
             sid = await asyncio.get_running_loop().run_in_executor(self._pool, self.decoder.open)
             session = Session(hello, max_frames, self.limits, self.info.hop_length, self.info.sample_rate,
-                              self.info.codebook_size, sid, self.decay, self.max_conceal_frames, peer)
+                              self.info.codebook_size, sid, self.decay, self.max_conceal_frames, peer,
+                              delay=self.info.delay)
             self._sessions.add(session)
             await self._stream(session, reader, max_frames)
         except ProtocolError as exc:

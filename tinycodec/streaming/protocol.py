@@ -122,6 +122,7 @@ class ModelInfo:
         self.sample_rate, self.hop_length = model.sample_rate, model.hop_length
         self.num_quantizers, self.codebook_size = model.num_quantizers, model.config.codebook_size
         self.bits = bits_per_code(self.codebook_size)
+        self.delay = getattr(model, "delay", 0)  # samples the decoder's output lags its codes
         self.hashes = {1: weights_hash(model), HELLO_VERSION: bytes.fromhex(encoder_hash(model))}
 
 

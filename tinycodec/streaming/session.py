@@ -40,14 +40,17 @@ class Session:
         decay (float): gain factor per concealed frame (0.5: -6 dB per frame).
         max_conceal_frames (int): concealed frames decoded before silence.
         peer: the client's address, for the logs.
+        delay (int): samples the decoder's output lags its codes (a delayed server decoder); the
+            result drops them, so the received audio lines up with what was sent.
     """
 
     def __init__(self, hello: Hello, max_frames: int, limits: Limits, hop_length: int, sample_rate: int,
-                 codebook_size: int, sid: int, decay: float = 0.5, max_conceal_frames: int = 5, peer=None) -> None:
+                 codebook_size: int, sid: int, decay: float = 0.5, max_conceal_frames: int = 5, peer=None,
+                 delay: int = 0) -> None:
         self.hello, self.max_frames, self.limits = hello, max_frames, limits
         self.hop, self.sample_rate, self.codebook_size = hop_length, sample_rate, codebook_size
         self.sid, self.decay, self.max_conceal = sid, decay, max_conceal_frames
-        self.peer = peer
+        self.peer, self.delay = peer, delay
         self.pending: deque = deque()  # ("codes", ndarray [n_q, f], gains ndarray [f] | None) | ("zeros", f)
         self.pending_frames = 0
         self.out: list[torch.Tensor] = []
@@ -176,6 +179,8 @@ class Session:
         ``concealed_frames``, ``concealed_spans`` ((first frame, frames) each), ``time_to_first_audio``,
         ``total_time``, ``error`` (None, or why the stream was cut) and ``peer``."""
         wav = torch.cat(self.out) if self.out else torch.zeros(0)
+        if self.delay:  # aligned with the input; its last ``delay`` samples never left the decoder
+            wav = torch.cat([wav[self.delay:], wav.new_zeros(min(self.delay, wav.numel()))])
         if self.hello.total:
             wav = wav[: self.hello.total]
         return dict(wav=wav, sample_rate=self.sample_rate, concealed_frames=self.concealed,
