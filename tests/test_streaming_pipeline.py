@@ -214,3 +214,14 @@ def test_slow_consumer_is_not_a_timeout(model):
                 time.sleep(0.5)  # longer than the timeout, but the pipeline was waiting on us
                 back.set()
     assert chunks == 2
+
+
+def test_a_delayed_decoder_streams_the_offline_audio_late():
+    """``tiny_server`` lags its codes by one hop: the stream is the offline decode, ``delay`` samples late."""
+    server = load_model("tiny_server")
+    d = server.delay
+    wav = _wav(1.0, extra=77)
+    out, _ = stream_to_tensor(server, wav, chunk_frames=3)
+    ref = _offline(server, wav)
+    assert out.shape == ref.shape and d == server.hop_length
+    assert float((out[d:] - ref[:-d]).abs().max()) <= 1e-4

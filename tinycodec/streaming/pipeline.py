@@ -163,7 +163,9 @@ def stream(model, source, *, n_q: int | None = None, chunk_frames: int = 1, max_
 
     Yields:
         dict: events, see the module docstring. ``audio_chunk`` data concatenated equals
-        ``model.decode(model.encode(wav, n_q), length=T)`` for the (possibly truncated) input.
+        ``model.decode(model.encode(wav, n_q), length=T)`` for the (possibly truncated) input; for a
+        delayed server decoder (``model.delay > 0``) it is that audio ``model.delay`` samples late
+        (the latency a listener hears), ending ``model.delay`` samples before its end.
 
     Raises:
         Exception: whatever the encoder or decoder thread raised (re-raised here).
