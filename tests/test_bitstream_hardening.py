@@ -273,3 +273,34 @@ def test_encoding_a_long_file_takes_bounded_memory(tmp_path):
     short, long = (_probe(_ENCODE_PROBE, str(tmp_path / f"{n}.wav"), str(n)) for n in (30, 120))
     assert long["length"] == 120 * 16000 and long["frames"] == 7500
     assert long["mib"] < short["mib"] + 32 and long["mib"] < 192, (short, long)
+
+
+def test_a_file_written_when_tiny_had_the_mirror_decoder_decodes_with_its_server_decoder(tmp_path, speech):
+    """``tests/data/tiny_before_decoder_upgrade.tcz`` was written by the package as it was before the
+    plain name ``tiny`` became the server decoder (1 s of the demo speech; the mirror decoder is now
+    ``tiny_mirror``). It names ``tiny`` and its encoder hash: ``tinycodec decode`` picks today's
+    ``tiny``, and the server decoder does the work."""
+    from pathlib import Path
+
+    from tinycodec.bitstream import iter_codes
+    from tinycodec.train.losses import mel_distance
+
+    path = Path(__file__).parent / "data" / "tiny_before_decoder_upgrade.tcz"
+    data = path.read_bytes()
+    header = read_tcz_header(data)
+    assert header.model_id == "tiny" and header.length == 16000
+    model = find_model(header)
+    assert model.model_id == "tiny" and model.config.decoder == "server"
+    out, sr = decode_bytes(data, model)
+    codes = torch.from_numpy(np.concatenate(list(iter_codes(data)), axis=-1))[None]
+    with torch.no_grad():
+        offline = model.decode(codes, 16000)
+    assert sr == 16000 and out.shape == (1, 1, 16000) and torch.isfinite(out).all()
+    assert float((out - offline).abs().max()) <= 1e-5
+    mirror, _ = decode_bytes(data, load_model("tiny_mirror"))  # the decoder that was there when it was written
+    assert float((out - mirror).abs().max()) > 1e-2
+    ref = speech[:16000].reshape(1, 1, -1)  # what was encoded: seconds 1-2 of the demo speech
+    noise = 1e-3 * torch.randn(ref.shape, generator=torch.Generator().manual_seed(0))
+    assert mel_distance(ref, out, 16000) < 0.8 * mel_distance(ref, noise, 16000)  # it is that speech
+    assert main(["decode", str(path), str(tmp_path / "out.wav")]) == 0  # the CLI finds the model itself
+    assert sf.info(str(tmp_path / "out.wav")).frames == 16000

@@ -143,3 +143,26 @@ def test_summary_latency_counts_the_decoder_delay():
     delayed = TinyStream(decoder="server", decoder_delay=1, decoder_dim=32, decoder_layers=1)
     assert summary(mirror).latency_ms == 16.0
     assert summary(delayed).latency_ms == 32.0
+
+
+def test_chunked_decoders_of_a_delayed_model_return_the_offline_audio(tmp_path):
+    """``.tcz`` decoding and ``TinyCodec.decode_audio`` stream chunk by chunk: a delayed decoder's lag
+    is dropped and its held-back end flushed, so both equal the offline decode (not 16 ms late)."""
+    from tinycodec import TinyCodec
+    from tinycodec.bitstream import decode_bytes, encode_bytes
+    from tinycodec.train import export_weights
+
+    torch.manual_seed(0)
+    model = TinyStream(decoder="server", decoder_delay=1, decoder_n_fft=512, decoder_dim=32, decoder_layers=2).eval()
+    wav = torch.randn(1, 1, 70 * 256 + 100) * 0.1  # more than one chunk of frames
+    with torch.no_grad():
+        codes = model.encode(wav)
+        offline = model.decode(codes, wav.shape[-1])
+    assert model.delay == 256
+    from_file, _ = decode_bytes(encode_bytes(model, wav[0, 0]), model)
+    assert from_file.shape == offline.shape
+    assert float((from_file - offline).abs().max()) <= 1e-5
+    codec = TinyCodec(str(export_weights(model, tmp_path / "delayed.safetensors")))
+    out = codec.decode_audio(list(codes[0]), original_length=wav.shape[-1])
+    assert out.shape == (wav.shape[-1],)
+    assert float((out - offline[0, 0]).abs().max()) <= 1e-5

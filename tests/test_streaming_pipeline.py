@@ -20,7 +20,7 @@ DEMO_CLIP = ROOT / "data" / "demo" / "speech" / "onsen_welcome.wav"
 
 @pytest.fixture(scope="module")
 def model():
-    return load_model("tiny", seed=0)
+    return load_model("tiny_mirror")  # undelayed: the stream is the offline decode (delayed: the last test)
 
 
 def _wav(seconds: float, extra: int = 0, seed: int = 0) -> torch.Tensor:
@@ -142,7 +142,7 @@ def test_early_close_stops_both_threads(model):
 
 
 def test_decoder_exception_surfaces_in_consumer():
-    model = load_model("tiny", seed=0)
+    model = load_model("tiny_mirror")
     decode, calls = model.decode, [0]
 
     def failing_decode(codes, length=None):
@@ -217,8 +217,8 @@ def test_slow_consumer_is_not_a_timeout(model):
 
 
 def test_a_delayed_decoder_streams_the_offline_audio_late():
-    """``tiny_server`` lags its codes by one hop: the stream is the offline decode, ``delay`` samples late."""
-    server = load_model("tiny_server")
+    """``tiny`` (its server decoder) lags its codes by one hop: the stream is the offline decode, ``delay`` samples late."""
+    server = load_model("tiny")
     d = server.delay
     wav = _wav(1.0, extra=77)
     out, _ = stream_to_tensor(server, wav, chunk_frames=3)

@@ -63,18 +63,19 @@ def test_cli_flags_reach_the_config():
     args = build_parser().parse_args(
         "train --model soundstream --config soundstream_tiny --audio_dir a --batch_size 6 --audio_length 2.0 "
         "--C 32 --D 512 --num_quantizers 8 --codebook_size 1024 --sample_rate 24000 --g_lr 1e-4 --d_lr 2e-4 "
-        "--disc_warmup_steps 5000 --save_interval 5000 --num_workers 4 --num_epochs 3 --checkpoint_dir c "
+        "--disc_warmup_steps 5000 --disc_window 0.3 --save_interval 5000 --num_workers 4 --num_epochs 3 --checkpoint_dir c "
         "--log_dir l --resume r.pt --device cpu --seed 7".split())
     cfg = TrainConfig.from_args(args)
     assert (cfg.model, cfg.preset, cfg.batch_size, cfg.C, cfg.D, cfg.codebook_size) == (
         "soundstream", "soundstream_tiny", 6, 32, 512, 1024)
     assert (cfg.g_lr, cfg.d_lr, cfg.disc_warmup_steps, cfg.num_epochs, cfg.max_steps) == (1e-4, 2e-4, 5000, 3, None)
-    assert (cfg.resume, cfg.seed, cfg.num_workers, cfg.sample_rate) == ("r.pt", 7, 4, 24000)
+    assert (cfg.resume, cfg.seed, cfg.num_workers, cfg.sample_rate, cfg.disc_window) == ("r.pt", 7, 4, 24000, 0.3)
 
 
-@pytest.mark.parametrize("on_device", [False, True], ids=["loader", "corpus_on_device"])
-def test_resume_is_exact(corpus, tmp_path, on_device, tiny_config):
-    kw = dict(disc_warmup_steps=5, val_interval=7, save_interval=10, corpus_on_device=on_device)
+@pytest.mark.parametrize("on_device,window", [(False, 0.0), (True, 0.0), (False, 0.1)],
+                         ids=["loader", "corpus_on_device", "disc_window"])
+def test_resume_is_exact(corpus, tmp_path, on_device, window, tiny_config):
+    kw = dict(disc_warmup_steps=5, val_interval=7, save_interval=10, corpus_on_device=on_device, disc_window=window)
     straight = train(tiny_config(corpus, tmp_path / "a", max_steps=20, **kw))
     first = train(tiny_config(corpus, tmp_path / "b", max_steps=10, **kw))
     second = train(tiny_config(corpus, tmp_path / "b", max_steps=20, resume=first.checkpoint, **kw))
@@ -222,3 +223,25 @@ def test_compiled_training_matches_eager(corpus, tmp_path, tiny_config):
     assert compiled.step == 2 and compiled.skipped_steps == 0
     for key in ("reconstruction", "discriminator"):
         assert compiled.history[key] == pytest.approx(eager.history[key], rel=1e-3, abs=1e-5, nan_ok=True), key
+
+
+def test_discriminators_see_a_random_window_of_real_and_decoded_audio(corpus, tmp_path, tiny_config):
+    """``disc_window``: each discriminator input is the same random slice of the real and the decoded crop."""
+    from tinycodec.train import Trainer
+
+    trainer = Trainer(tiny_config(corpus, tmp_path, disc_warmup_steps=0, disc_window=0.1))
+    seen = []
+    trainer.disc.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[-1]))
+    wav = torch.randn(4, 1, 4000) * 0.1
+    starts = set()
+    for _ in range(4):
+        real, fake = trainer.disc_window(wav, wav.flip(0))
+        assert real.shape[-1] == fake.shape[-1] == 1600
+        start = int(torch.nonzero(wav[0, 0] == real[0, 0, 0])[0])
+        assert torch.equal(real, wav[..., start:start + 1600]) and torch.equal(fake, wav.flip(0)[..., start:start + 1600])
+        starts.add(start)
+    assert len(starts) > 1  # random, not a fixed slice
+    assert trainer.train_step(wav) is not None
+    assert seen and set(seen) == {1600}
+    with pytest.raises(ValueError, match="disc_window"):
+        tiny_config(corpus, tmp_path, disc_window=0.5)  # longer than the 0.25 s crop

@@ -61,6 +61,7 @@ def cmd_train(args) -> int:
         freeze_encoder=args.freeze_encoder, disc=disc, model_overrides=decoder_overrides(args),
         audio_dir=str(audio_dir), audio_length=0.5, batch_size=args.batch_size,
         g_lr=args.lr or LEARNING_RATES[family], lr_gamma=0.99995, disc_warmup_steps=args.gan_from, max_steps=args.steps,
+        disc_window=args.disc_window,
         checkpoint_dir=f"checkpoints/reference_{run}", log_dir=f"runs/reference_{run}",
         save_interval=args.every, val_interval=args.every, val_clips=16, num_threads=args.threads,
         device=args.device, seed=args.seed, resume=args.resume, progress=args.progress,
@@ -84,8 +85,9 @@ def cmd_train(args) -> int:
 
 
 def decoder_overrides(args) -> dict:
-    """Model-config fields ``--decoder-delay`` / ``--decoder-n-fft`` set (empty when neither is given)."""
-    return {k: getattr(args, k) for k in ("decoder_delay", "decoder_n_fft") if getattr(args, k) is not None}
+    """Model-config fields the ``--decoder-*`` options set (empty when none is given)."""
+    fields = ("decoder_delay", "decoder_n_fft", "decoder_dim", "decoder_layers")
+    return {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
 
 
 VAL_SPEECH = dict(categories=["speech"], split="val", max_clips=10, clip_seconds=4.0)  # held-out speakers
@@ -313,6 +315,33 @@ def cmd_ship(args) -> int:
     return 0
 
 
+def cmd_cards(args) -> int:
+    """Rewrite the "Held-out evaluation" section of shipped models' cards from a newer ``tinycodec eval`` JSON.
+
+    ``ship`` writes that section once; a later evaluation (more models, a renamed model) refreshes it
+    here without re-shipping the weights. Everything else in a card stays as written.
+    """
+    eval_json = Path(args.eval_json)
+    for name in args.names:
+        card = PRETRAINED / f"{name}.md"
+        if not card.exists():
+            sys.exit(f"no card {card}")
+        table = quality_table(eval_json, name)
+        if not table:
+            sys.exit(f"{eval_json} has no rows for {name!r}: evaluate it first")
+        section = ["## Held-out evaluation", "",
+                   f"`tinycodec eval` on the test split (full numbers in `{eval_json.as_posix()}`):", "", *table]
+        lines = card.read_text().splitlines()
+        start = next((i for i, line in enumerate(lines) if line == "## Held-out evaluation"), None)
+        if start is None:  # no section yet: before the notes, or at the end
+            start = end = next((i for i, line in enumerate(lines) if line == "## Notes"), len(lines))
+        else:
+            end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        card.write_text("\n".join(lines[:start] + section + lines[end:]).rstrip() + "\n")
+        print(f"updated {card}")
+    return 0
+
+
 TRAINING_LOG = ROOT / "benchmarks" / "reference_training.json"
 
 
@@ -354,12 +383,18 @@ def main(argv=None) -> int:
     p.add_argument("--decoder-delay", dest="decoder_delay", type=int, default=None, metavar="FRAMES",
                    help="server decoder: frames its output may lag the codes (see tinycodec.modules.server_decoder)")
     p.add_argument("--decoder-n-fft", dest="decoder_n_fft", type=int, default=None, metavar="N",
-                   help="server decoder: FFT size of its iSTFT head (default 4 hops)")
+                   help="server decoder: FFT size of its iSTFT head (default 2 hops)")
+    p.add_argument("--decoder-dim", dest="decoder_dim", type=int, default=None, metavar="C",
+                   help="server decoder: ConvNeXt width (default 256)")
+    p.add_argument("--decoder-layers", dest="decoder_layers", type=int, default=None, metavar="N",
+                   help="server decoder: ConvNeXt blocks (default 8)")
     p.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true",
                    help="encoder and codebooks fixed: only the decoder learns (the codes stay valid)")
     p.add_argument("--ms-stft", dest="ms_stft", action="store_true",
                    help="discriminators: two STFT scales (256, 1024; 8 channels) only: 2-D convs over a full-resolution "
                         "spectrogram dominate a CPU step, so they are kept narrow")
+    p.add_argument("--disc-window", dest="disc_window", type=float, default=0.0, metavar="SECONDS",
+                   help="discriminators see a random window this long of each crop (default 0: all of it)")
     p.add_argument("--run", default=None, help="run name: checkpoints/reference_RUN (default: the preset)")
     p.add_argument("--every", type=int, default=250, help="steps between validations and checkpoints")
     p.set_defaults(func=cmd_train)
@@ -383,6 +418,10 @@ def main(argv=None) -> int:
     p.add_argument("--tried", nargs="*", default=[], metavar="RUNS_JSON",
                    help="runs.json of runs that were tried and not shipped: listed in the card with their outcome")
     p.set_defaults(func=cmd_ship)
+    p = sub.add_parser("cards", help="refresh the held-out tables of shipped models' cards from an eval JSON")
+    p.add_argument("names", nargs="+")
+    p.add_argument("--eval-json", default="benchmarks/quality.json")
+    p.set_defaults(func=cmd_cards)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the model card
     return args.func(args)

@@ -127,15 +127,20 @@ def iter_decode_bytes(data: bytes, model, tables=None, *, max_seconds: float | N
     check_duration(header, max_seconds)
     check_model(header, model)
     left, k = header.length, model.config.codebook_size
-    with torch.inference_mode(), model.streaming(1):
+
+    def pieces() -> Iterator[Tensor]:
         for codes in iter_codes(data, tables, chunk_frames):
-            if left <= 0:
-                break
             if codes.size and int(codes.max()) >= k:
                 raise BitstreamError(f"code index {int(codes.max())} out of range for codebook_size {k}")
-            wav = model.decode(torch.from_numpy(codes)[None])[0, 0, :left]
+            yield model.decode(torch.from_numpy(codes)[None])
+
+    with torch.inference_mode(), model.streaming(1):
+        for wav in model.align_stream(pieces()):  # a delayed server decoder's lag removed
+            wav = wav[0, 0, :left]
             left -= wav.numel()
             yield wav
+            if left <= 0:
+                break
 
 
 def decode_bytes(data: bytes, model, tables=None, *, max_seconds: float | None = DEFAULT_MAX_SECONDS):

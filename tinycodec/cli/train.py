@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--g_lr", type=float, help="generator learning rate (default 3e-4)")
     p.add_argument("--d_lr", type=float, help="discriminator learning rate (default 3e-4)")
     p.add_argument("--disc_warmup_steps", type=int, help="generator-only steps before the GAN losses (default 0)")
+    p.add_argument("--disc_window", type=float,
+                   help="seconds of each crop the discriminators see, a random window (default 0: all of it)")
     p.add_argument("--save_interval", type=int, help="steps between checkpoints (default 1000)")
     p.add_argument("--num_workers", type=int, help="DataLoader workers (default 0)")
     p.add_argument("--corpus_on_device", action="store_true", default=None,

@@ -5,6 +5,7 @@ Notebook: book/02_architecture.md
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
@@ -133,6 +134,21 @@ class CodecModel(StreamingModule):
         if self.delay == 0:
             return next(self.parameters()).new_zeros(self._streaming_state.batch_size, 1, 0)
         return self.decoder.flush()
+
+    def align_stream(self, pieces: Iterable[Tensor]) -> Iterator[Tensor]:
+        """In a stream: consecutive decoded pieces [B, 1, L_i] -> the same audio aligned with the input.
+
+        Drops the first ``delay`` samples (the lag of a delayed server decoder) and, after the last
+        piece, yields the ``delay`` samples it held back (:meth:`flush`), so the pieces together equal
+        the offline decode. For an undelayed decoder the pieces pass through unchanged.
+        """
+        lag = self.delay
+        for wav in pieces:
+            skip = min(lag, wav.shape[-1])
+            lag -= skip
+            yield wav[..., skip:]
+        if self.delay:
+            yield self.flush()[..., lag:]
 
     def config_dict(self) -> dict:
         """``asdict(self.config)``: with ``self.family``, enough to rebuild the model."""

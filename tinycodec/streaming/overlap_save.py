@@ -142,11 +142,8 @@ def run_streaming(codec_or_model, wav: Tensor, chunk: int | None = None) -> Tens
     if chunk % model.hop_length or chunk <= 0:
         raise ValueError(f"chunk ({chunk}) must be a positive multiple of hop_length={model.hop_length}")
     wav = _pad(wav, model.hop_length).to(next(model.parameters()))
-    delay = getattr(model, "delay", 0)
-    with model.streaming(wav.shape[0]):
-        out = [model.decode(model.encode(c)) for c in wav.split(chunk, dim=-1)]
-        if delay:  # a delayed decoder: its output lags by ``delay``; the end is still in its state
-            out = [torch.cat(out, dim=-1)[..., delay:], model.flush()]
+    with model.streaming(wav.shape[0]):  # a delayed decoder's lag dropped, its held-back end flushed
+        out = list(model.align_stream(model.decode(model.encode(c)) for c in wav.split(chunk, dim=-1)))
     return torch.cat(out, dim=-1)[..., :T]
 
 

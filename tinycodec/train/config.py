@@ -65,6 +65,10 @@ class TrainConfig:
     lr_gamma: float = 1.0  # per-step exponential LR decay (1: constant)
     grad_clip: float | None = 10.0  # max gradient norm (None: no clipping, norm still logged)
     disc_warmup_steps: int = 0  # generator-only steps (reconstruction + commitment) before the GAN starts
+    # seconds of each crop the discriminators see (a random window, the same for real and decoded audio,
+    # GAN-TTS's random-window discriminators); 0: the whole crop. The 2-D STFT discriminators dominate
+    # a CPU step, and their cost is proportional to the audio they see.
+    disc_window: float = 0.0
     weights: LossWeights = field(default_factory=LossWeights)
     disc: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     # schedule
@@ -99,6 +103,8 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         if self.batch_size < 1 or self.audio_length <= 0:
             raise ValueError("batch_size must be >= 1 and audio_length > 0")
+        if not 0 <= self.disc_window <= self.audio_length:
+            raise ValueError(f"disc_window must lie in 0..audio_length ({self.audio_length} s), got {self.disc_window}")
         if self.max_steps is None and self.num_epochs is None:
             raise ValueError("set max_steps or num_epochs")
 

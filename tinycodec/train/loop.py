@@ -222,6 +222,8 @@ class Trainer:
         snapshot = [b.clone() for b in self.model.quantizer.buffers()]  # to undo a poisoned EMA update
         recon, commitment = self.gen(wav)
         losses = {"reconstruction": self.mel_loss(wav, recon), "commitment": commitment}
+        if adversarial:  # what the discriminators see: a random window of both, or all of it
+            wav, recon = self.disc_window(wav, recon)
         # one shared forward needs the generator graph kept for a second backward: not under DDP
         # (the discriminator's reducer wants its own forward) nor torch.compile (donated buffers)
         B, d_loss = wav.shape[0], None
@@ -273,6 +275,15 @@ class Trainer:
                 self.sched_d.step()
             out |= {"discriminator": float(d_loss.detach()), "grad_norm/discriminator": float(d_norm)}
         return out
+
+    def disc_window(self, wav: Tensor, recon: Tensor) -> tuple[Tensor, Tensor]:
+        """The same random ``config.disc_window`` seconds of ``wav`` and ``recon`` [B, 1, T] (all when 0)."""
+        n = round(self.config.disc_window * self.model.sample_rate)
+        T = min(wav.shape[-1], recon.shape[-1])
+        if n <= 0 or n >= T:
+            return wav, recon
+        start = int(torch.randint(0, T - n + 1, (1,)))  # the global RNG: seeded, and saved in checkpoints
+        return wav[..., start:start + n], recon[..., start:start + n]
 
     def _skip(self, snapshot: list[Tensor], losses: dict[str, float]) -> None:
         self.opt_g.zero_grad(set_to_none=True)
