@@ -1,8 +1,14 @@
 """Make the deployed int8-exact encoder of a shipped TinyStream (issue: the microcontroller's codes).
 
-    python tools/deploy_int8.py prepare tiny            # build/tiny_int8_init.safetensors
-    python tools/train_reference.py train tiny --init build/tiny_int8_init.safetensors --run qat_tiny ...
+    python tools/deploy_int8.py prepare tiny_v1         # the float model -> build/tiny_v1_int8_init.safetensors
+    python tools/train_reference.py train tiny --init build/tiny_v1_int8_init.safetensors --run qat_tiny ...
     python tools/deploy_int8.py finalize checkpoints/reference_qat_tiny/best.pt --out build/tiny_deployed.safetensors
+    python tools/train_reference.py ship tiny_mirror checkpoints/reference_qat_tiny/best.pt ...  # snapped to the grid
+    python tools/train_reference.py train tiny --init tiny_mirror --decoder server --freeze-encoder ...
+    python tools/train_reference.py ship tiny checkpoints/reference_RUN/step_N.pt ...       # the plain name
+
+The QAT run fine-tunes the encoder with the mirror decoder (shipped as ``NAME_mirror``); the server
+decoder is then trained on exactly its codes and ships under the plain name (chapter 04).
 
 Calibration audio: 12 speech + 4 nature files of the reference *train* split (seeded draw).
 """
