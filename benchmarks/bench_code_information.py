@@ -1,7 +1,7 @@
 """How much of the spectrum do the codes carry? Envelope oracles and a linear probe (see
 ``tinycodec.eval.information``), next to what the shipped decoders make of the same clips.
 
-    python benchmarks/bench_code_information.py [--data data/reference] [--models tiny tiny_server ...] [--quick]
+    python benchmarks/bench_code_information.py [--data data/reference] [--models tiny tiny_mirror ...] [--quick]
 
 On held-out validation speech (the clips ``tools/train_reference.py follow`` scores):
 - ``oracles``: PESQ-WB, STOI, log-mel of each clip rebuilt from its own n-band mel envelope at the
@@ -67,7 +67,7 @@ def probe(model, train, val, context: int) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="data/reference")
-    p.add_argument("--models", nargs="+", default=["tiny", "tiny_server", "tiny_v1", "small"])
+    p.add_argument("--models", nargs="+", default=["tiny", "tiny_mirror", "tiny_v1", "small"])
     p.add_argument("--bands", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32, 64, 0])
     p.add_argument("--quick", action="store_true", help="4 validation clips, 60 training clips, 16 iterations")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "code_information.json"))

@@ -194,3 +194,26 @@ def test_two_checkpoints_of_one_family_get_two_rows(folder, tmp_path):
     assert combined.codecs == ["run_a_best_nq2", "run_b_best_nq2"]
     a, b = (combined.categories["nature"][c]["log_mel"] for c in combined.codecs)
     assert a == b  # the same weights: the same numbers, in two rows
+
+
+def test_summary_table_picks_full_depth_or_the_named_depth_and_appends_baselines():
+    from tinycodec.eval.evaluate import EvalResult
+
+    def row(codec, category, log_mel, nominal, **speech):
+        return {"file": f"{category}/a.wav", "category": category, "duration_s": 4.0, "codec": codec,
+                "bitrate": nominal, "nominal_bitrate": nominal, "log_mel": log_mel, **speech}
+
+    clips = [row("tiny_nq4", "speech", 1.7, 2250.0, pesq_wb=1.08, stoi=0.66),
+             row("tiny_nq1", "speech", 2.1, 562.5, pesq_wb=1.05, stoi=0.55),
+             row("tiny_mirror_nq4", "speech", 1.9, 2250.0, pesq_wb=1.07, stoi=0.63),
+             row("codec2_3200", "speech", 2.9, 3200.0, pesq_wb=1.40, stoi=0.85),
+             row("tiny_nq4", "nature", 2.09, 2250.0), row("codec2_3200", "nature", 2.51, 3200.0)]
+    table = EvalResult("tiny", None, 16000, "data", "test", 4.0, clips).summary_table(["tiny", "tiny@1", "tiny_mirror"])
+    lines = table.splitlines()
+    assert lines[0].startswith("| model | kbit/s | speech log-mel")
+    assert lines[2] == "| `tiny` | 2.25 | 1.700 | 1.080 | 0.660 | 2.090 |"  # the deepest row, not tiny_mirror's
+    assert lines[3] == "| `tiny@1` | 0.56 | 2.100 | 1.050 | 0.550 |  |"
+    assert lines[4].startswith("| `tiny_mirror` | 2.25 | 1.900 |")
+    assert lines[5] == "| Codec 2 3200 | 3.20 | 2.900 | 1.400 | 0.850 | 2.510 |" and len(lines) == 6  # no opus row
+    with pytest.raises(KeyError, match="no speech row for 'tiny@2'"):
+        EvalResult("tiny", None, 16000, "data", "test", 4.0, clips).summary_table(["tiny@2"])

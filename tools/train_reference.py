@@ -342,6 +342,17 @@ def cmd_cards(args) -> int:
     return 0
 
 
+def cmd_table(args) -> int:
+    """Print the README's comparison table from an eval JSON (``EvalResult.summary_table``)."""
+    from tinycodec.eval.evaluate import EvalResult
+
+    try:
+        print(EvalResult.from_json(Path(args.eval_json)).summary_table(args.names), end="")
+    except KeyError as exc:
+        sys.exit(f"{args.eval_json}: {exc.args[0]}")
+    return 0
+
+
 TRAINING_LOG = ROOT / "benchmarks" / "reference_training.json"
 
 
@@ -422,6 +433,10 @@ def main(argv=None) -> int:
     p.add_argument("names", nargs="+")
     p.add_argument("--eval-json", default="benchmarks/quality.json")
     p.set_defaults(func=cmd_cards)
+    p = sub.add_parser("table", help="print the README's comparison table from an eval JSON")
+    p.add_argument("names", nargs="+", help="model names, NAME@N for an n_q row")
+    p.add_argument("--eval-json", default="benchmarks/quality.json")
+    p.set_defaults(func=cmd_table)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the model card
     return args.func(args)

@@ -377,6 +377,44 @@ class EvalResult:
         return "\n\n".join(parts) + "\n"
 
 
+    def summary_table(self, specs: list[str], baselines: tuple[str, ...] = ("codec2_3200", "opus_6k")) -> str:
+        """The headline table (README, model comparison): one row per model, then the baselines.
+
+        Columns: nominal kbit/s, speech log-mel, PESQ-WB, STOI and nature log-mel, the numbers the
+        project's quality targets name.
+
+        Args:
+            specs: ``NAME`` (its deepest row, e.g. ``tiny_nq4``) or ``NAME@N`` (the row ``NAME_nqN``),
+                in the order wanted.
+            baselines: baseline rows appended when present (``codec2_3200`` prints as "Codec 2 3200").
+
+        Raises:
+            KeyError: a spec has no speech row here (the message lists the rows there are).
+        """
+        speech = self.categories.get("speech", {})
+        nature = self.categories.get("nature", {})
+
+        def row_of(spec: str) -> str:
+            name, _, nq = spec.partition("@")
+            rows = [k for k in speech if k.rpartition("_nq")[0] == name and (not nq or k == f"{name}_nq{nq}")]
+            if not rows:
+                raise KeyError(f"no speech row for {spec!r} (have {sorted(speech)})")
+            return max(rows, key=lambda k: int(k.rpartition("_nq")[2]))
+
+        labels = {"codec2": "Codec 2", "opus": "Opus"}
+        rows = [(f"`{spec}`", row_of(spec)) for spec in specs]
+        rows += [(" ".join([labels.get(b.partition("_")[0], b.partition("_")[0]), b.partition("_")[2]]), b)
+                 for b in baselines if b in speech]
+        lines = ["| model | kbit/s | speech log-mel ↓ | PESQ-WB ↑ | STOI ↑ | nature log-mel ↓ |",
+                 "|---|---|---|---|---|---|"]
+        for label, key in rows:
+            s, n = speech[key], nature.get(key, {})
+            cells = [label, f"{s['nominal_bitrate'] / 1000:.2f}", f"{s['log_mel']:.3f}", f"{s['pesq_wb']:.3f}",
+                     f"{s['stoi']:.3f}", f"{n['log_mel']:.3f}" if "log_mel" in n else ""]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+
 def evaluate(
     model_spec_or_model,
     data_dir: str | Path,
