@@ -347,7 +347,11 @@ def cmd_table(args) -> int:
     from tinycodec.eval.evaluate import EvalResult
 
     try:
-        print(EvalResult.from_json(Path(args.eval_json)).summary_table(args.names), end="")
+        result = EvalResult.from_json(Path(args.eval_json))
+    except (OSError, ValueError) as exc:
+        sys.exit(f"cannot read {args.eval_json}: {exc}")
+    try:
+        print(result.summary_table(args.names), end="")
     except KeyError as exc:
         sys.exit(f"{args.eval_json}: {exc.args[0]}")
     return 0
