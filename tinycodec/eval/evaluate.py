@@ -376,7 +376,6 @@ class EvalResult:
             parts.append("\n".join(lines))
         return "\n\n".join(parts) + "\n"
 
-
     def summary_table(self, specs: list[str], baselines: tuple[str, ...] = ("codec2_3200", "opus_6k")) -> str:
         """The headline table (README, model comparison): one row per model, then the baselines.
 
@@ -401,10 +400,8 @@ class EvalResult:
                 raise KeyError(f"no speech row for {spec!r} (have {sorted(speech)})")
             return max(rows, key=lambda k: int(k.rpartition("_nq")[2]))
 
-        labels = {"codec2": "Codec 2", "opus": "Opus"}
         rows = [(f"`{spec}`", row_of(spec)) for spec in specs]
-        rows += [(" ".join([labels.get(b.partition("_")[0], b.partition("_")[0]), b.partition("_")[2]]), b)
-                 for b in baselines if b in speech]
+        rows += [(b.replace("codec2_", "Codec 2 ").replace("opus_", "Opus "), b) for b in baselines if b in speech]
         lines = ["| model | kbit/s | speech log-mel ↓ | PESQ-WB ↑ | STOI ↑ | nature log-mel ↓ |",
                  "|---|---|---|---|---|---|"]
         for label, key in rows:
