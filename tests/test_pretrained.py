@@ -144,3 +144,42 @@ def test_a_deployed_model_ships_its_encoder_in_float32_and_the_rest_in_float16(t
     assert dtypes["quantizer.layers.0.embed"] == torch.float16
     wav = 0.1 * torch.randn(1, 1, 16 * model.hop_length, generator=torch.Generator().manual_seed(0))
     assert torch.equal(load_weights(path).encode(wav), model.encode(wav))
+
+
+def test_a_decoder_file_can_share_its_siblings_encoder_and_codebooks(tmp_path):
+    """Two decoders of one deployed encoder ship its tensors once; the pair is checked by encoder hash."""
+    import shutil
+
+    from safetensors import safe_open
+
+    from tinycodec.bitstream import encoder_hash
+    from tinycodec.pretrained import PRETRAINED_DIR
+    from tinycodec.train import share_encoder
+
+    for name in ("ultra_tiny", "tiny"):
+        shutil.copyfile(PRETRAINED_DIR / f"{name}.safetensors", tmp_path / f"{name}.safetensors")
+    # the mirror as one whole file (the shipped one already reads its encoder from ultra_tiny)
+    tinycodec.export_weights(load_pretrained("ultra_tiny_mirror"), tmp_path / "ultra_tiny_mirror.safetensors",
+                             dtype=torch.float16, inference_only=True)
+    full = load_weights(tmp_path / "ultra_tiny_mirror.safetensors")
+    before = (tmp_path / "ultra_tiny_mirror.safetensors").stat().st_size
+    share_encoder(tmp_path / "ultra_tiny_mirror.safetensors", tmp_path / "ultra_tiny.safetensors")
+    with safe_open(str(tmp_path / "ultra_tiny_mirror.safetensors"), framework="pt") as f:
+        assert not any(k.startswith(("encoder.", "quantizer.")) for k in f.keys())
+    assert (tmp_path / "ultra_tiny_mirror.safetensors").stat().st_size < before
+    shared = load_weights(tmp_path / "ultra_tiny_mirror.safetensors")
+    assert encoder_hash(shared) == encoder_hash(full)
+    for key, value in full.state_dict().items():
+        assert torch.equal(shared.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="do not share an encoder"):
+        share_encoder(tmp_path / "tiny.safetensors", tmp_path / "ultra_tiny.safetensors")
+    # the sibling replaced by another encoder (same shapes): refused by hash, not decoded wrongly
+    other = load_weights(tmp_path / "ultra_tiny.safetensors")
+    with torch.no_grad():
+        other.quantizer.layers[0].embed.mul_(-1)
+    tinycodec.export_weights(other, tmp_path / "ultra_tiny.safetensors", dtype=torch.float16, inference_only=True)
+    with pytest.raises(ValueError, match="encoder hash is now"):
+        load_weights(tmp_path / "ultra_tiny_mirror.safetensors")
+    (tmp_path / "ultra_tiny.safetensors").unlink()
+    with pytest.raises(ValueError, match="cannot be read beside it"):
+        load_weights(tmp_path / "ultra_tiny_mirror.safetensors")

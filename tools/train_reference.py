@@ -57,7 +57,7 @@ def cmd_train(args) -> int:
     run = args.run or args.preset
     disc = DiscriminatorConfig(use_wave=False, stft_n_ffts=[256, 1024], stft_channels=8) if args.ms_stft else DiscriminatorConfig()
     config = TrainConfig(
-        preset=None if args.init else args.preset, init=args.init, decoder=args.decoder,
+        preset=None if args.init else args.preset, init=args.init, decoder=args.decoder, encoder=args.encoder,
         freeze_encoder=args.freeze_encoder, disc=disc, model_overrides=decoder_overrides(args),
         audio_dir=str(audio_dir), audio_length=0.5, batch_size=args.batch_size,
         g_lr=args.lr or LEARNING_RATES[family], lr_gamma=0.99995, disc_warmup_steps=args.gan_from, max_steps=args.steps,
@@ -135,7 +135,8 @@ def cmd_curves(args) -> int:
     """One JSON with the validation-speech curves of several runs, each next to the model it started from.
 
     Reads ``checkpoints/reference_RUN/val_speech.json`` (from ``follow``) and ``runs.json`` of every run;
-    the starting point (step 0) is the ``--init`` model of the run's command, scored the same way.
+    the starting point (step 0) is the ``--init`` model of the run's command, scored the same way
+    (none for a run with ``--encoder``: its encoder started from random weights, not from the init's).
     """
     report = {"format": "tinycodec-decoder-runs", "clips": "validation speech (held-out speakers), "
               f"{VAL_SPEECH['max_clips']} clips of {VAL_SPEECH['clip_seconds']:g} s", "runs": {}}
@@ -146,6 +147,8 @@ def cmd_curves(args) -> int:
         meta = json.loads((folder / "runs.json").read_text())[-1]
         words = meta["command"].split()
         init = words[words.index("--init") + 1] if "--init" in words else None
+        if "--encoder" in words:  # a new encoder: the run did not start from the init model's codes
+            init = None
         if init and init not in starts:
             starts[init] = val_speech_scores(init, data)
         curve = json.loads((folder / "val_speech.json").read_text())
@@ -239,6 +242,10 @@ def cmd_ship(args) -> int:
         snap_to_grid(model)
     history = read_checkpoint(ckpt_path)["history"]
     out = export_weights(model, PRETRAINED / f"{args.name}.safetensors", dtype=torch.float16, inference_only=True)
+    if args.encoder_from:  # a decoder of a shipped encoder: its tensors stay in that model's file
+        from tinycodec.train import share_encoder
+
+        share_encoder(out, PRETRAINED / f"{args.encoder_from}.safetensors")
     again = load_model(str(out))  # the shipped file must rebuild with no other argument
     assert again.config == model.config
     s = summary(model)
@@ -260,9 +267,10 @@ def cmd_ship(args) -> int:
         f"| training steps | {getattr(model, 'checkpoint_step', '?')} (checkpoint with the best validation) |",
         f"| file | `tinycodec/pretrained/{args.name}.safetensors` ({out.stat().st_size:,} bytes, float16"
         + (" except the int8-exact encoder's weights (float32: they hold its integer grid exactly)"
-           if cfg.encoder_int8 else "") + ", without the codebooks' EMA statistics) |",
-        f"| encoder / decoder | {'int8-exact (the firmware arithmetic)' if cfg.encoder_int8 else 'float'} / "
-        f"{cfg.decoder} |",
+           if cfg.encoder_int8 else "") + ", without the codebooks' EMA statistics"
+        + (f"; its encoder and codebooks are read from `{args.encoder_from}.safetensors`, checked by encoder hash"
+           if args.encoder_from else "") + ") |",
+        f"| encoder / decoder | {encoder_kind(cfg)} / {cfg.decoder} |",
         "", "## Data", "",
     ]
     hours = split_durations()
@@ -313,6 +321,15 @@ def cmd_ship(args) -> int:
     record_training(args.name, model, history, runs, out, tried)
     print(f"shipped {out} ({out.stat().st_size} bytes), {args.name}.md and its entry in {TRAINING_LOG.name}")
     return 0
+
+
+def encoder_kind(cfg) -> str:
+    """The card's words for a config's encoder."""
+    if cfg.encoder_int8:
+        return "int8-exact (the firmware arithmetic)"
+    if getattr(cfg, "encoder", "seanet") == "stft":
+        return "float, FFT frontend (`encoder=\"stft\"`; not in the firmware yet)"
+    return "float"
 
 
 def cmd_cards(args) -> int:
@@ -395,6 +412,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar (for log files)")
     p.add_argument("--init", default=None, help="start from this model spec (shipped name, .safetensors, checkpoint)")
     p.add_argument("--decoder", default=None, choices=["mirror", "server"], help="train this decoder (default: the model's)")
+    p.add_argument("--encoder", default=None, choices=["seanet", "stft"],
+                   help="train this encoder (default: the model's); another kind than --init's starts fresh")
     p.add_argument("--decoder-delay", dest="decoder_delay", type=int, default=None, metavar="FRAMES",
                    help="server decoder: frames its output may lag the codes (see tinycodec.modules.server_decoder)")
     p.add_argument("--decoder-n-fft", dest="decoder_n_fft", type=int, default=None, metavar="N",
@@ -427,6 +446,8 @@ def main(argv=None) -> int:
     p.add_argument("checkpoint")
     p.add_argument("--notes", default="", help="Markdown for the card: limits and what would close the gap")
     p.add_argument("--eval-json", default=None)
+    p.add_argument("--encoder-from", dest="encoder_from", default=None, metavar="NAME",
+                   help="shipped model with the same encoder and codebooks: the new file leaves them out and reads them there")
     p.add_argument("--after", default=None, metavar="NAME",
                    help="this checkpoint continues shipped model NAME (--init NAME): its recorded runs come first "
                         "in the card and the training log")

@@ -58,6 +58,9 @@ def register(subparsers) -> None:
                         "adapts it to --audio_dir (the most common use: your own sounds)")
     p.add_argument("--decoder", choices=["mirror", "server"],
                    help="decoder to train (default: the model's); a new kind starts from random weights")
+    p.add_argument("--encoder", choices=["seanet", "stft"],
+                   help="encoder to train (default: the model's); another kind than --init's starts from random "
+                        "weights and fresh codebooks (a new encoder: new firmware, new codes)")
     p.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true", default=None,
                    help="train the decoder only: encoder and codebooks stay fixed, so the firmware and every "
                         ".tcz written with them stay valid")

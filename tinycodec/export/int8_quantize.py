@@ -145,6 +145,9 @@ def quantize_encoder(model: nn.Module, calib_wavs=None, preset: str = "", equali
     Returns:
         Int8Encoder: ready for ``encode`` / ``encode_frame``.
     """
+    if getattr(model.config, "encoder", "seanet") != "seanet":
+        raise ValueError(f"the int8 reference and the C firmware implement the SEANet encoder; this model's "
+                         f"{model.config.encoder!r} encoder (an FFT frontend) has no int8 version yet")
     if getattr(model.config, "encoder_int8", False):  # the deployed encoder: its tables, not a new calibration
         return int8_encoder_of(model.eval(), preset)
     model = model.eval()

@@ -16,6 +16,7 @@ from tinycodec.models.config import CONFIG_CLASSES, CodecConfig, get_preset, upg
 from tinycodec.modules import SEANetDecoder, SEANetEncoder, StreamingModule, pad_to_multiple
 from tinycodec.modules.int8_exact import Int8ExactEncoder
 from tinycodec.modules.server_decoder import ServerDecoder
+from tinycodec.modules.spectral_encoder import SpectralEncoder
 from tinycodec.quantization import QuantizerStats, ResidualVectorQuantizer
 
 
@@ -68,7 +69,10 @@ class CodecModel(StreamingModule):
         self.config = config
         arch = dict(C=config.C, D=config.D, strides=config.strides, dilations=config.dilations,
                     kernel_size=config.kernel_size, activation=config.activation, separable=config.separable)
-        encoder = SEANetEncoder(**arch)
+        if config.encoder == "stft":
+            encoder = SpectralEncoder(16 * config.C, config.D, config.hop_length, config.activation, config.separable)
+        else:
+            encoder = SEANetEncoder(**arch)
         self.encoder = Int8ExactEncoder(encoder) if config.encoder_int8 else encoder
         self.decoder = make_decoder(config)
         self.quantizer = ResidualVectorQuantizer(

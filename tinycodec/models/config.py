@@ -13,6 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+# encoders a config can name (see tinycodec.models.base.CodecModel)
+ENCODERS = {"seanet": "SEANet convs on the waveform (book chapter 02; the firmware's int8 encoder)",
+            "stft": "causal log power spectrum (one FFT per frame), then frame-rate layers of width 16 C"}
 # decoders a config can name (see tinycodec.models.base.make_decoder)
 DECODERS = {"mirror": "SEANet mirror of the encoder (book chapter 02)",
             "server": "frame-rate ConvNeXt blocks + causal iSTFT head (Vocos-style, 1-5 M parameters)"}
@@ -40,6 +43,7 @@ class CodecConfig:
     threshold_ema_dead_code: float = 2.0  # fewer uses than this within the window -> code re-seeded
     dead_code_window: float = 32.0  # that window, in frames per code (32 * codebook_size frames)
     # the two halves of the asymmetric codec, chosen independently
+    encoder: str = "seanet"  # "seanet": SEANet convs on the waveform | "stft": FFT frontend + frame-rate layers
     encoder_int8: bool = False  # encoder computed in the firmware's exact int8 arithmetic (ReLU models)
     decoder: str = "mirror"  # "mirror": SEANet mirror of the encoder | "server": ConvNeXt + iSTFT head
     decoder_dim: int = 256  # server decoder: ConvNeXt width
@@ -59,6 +63,10 @@ class CodecConfig:
             raise ValueError(f"codebook_size must be a power of two >= 2, got {self.codebook_size}")
         if min(self.C, self.D, self.num_quantizers, *self.strides) < 1:
             raise ValueError("C, D, num_quantizers and strides must be positive")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; choose from {list(ENCODERS)}")
+        if self.encoder == "stft" and self.encoder_int8:
+            raise ValueError("encoder_int8 is the SEANet encoder's firmware arithmetic; the 'stft' encoder has none yet")
         if self.decoder not in DECODERS:
             raise ValueError(f"unknown decoder {self.decoder!r}; choose from {list(DECODERS)}")
         n_fft = self.server_n_fft

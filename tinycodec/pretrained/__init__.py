@@ -21,6 +21,10 @@ from pathlib import Path
 PRETRAINED_DIR = Path(__file__).resolve().parent
 FORMAT = "tinycodec-checkpoint"  # the ``format`` entry of a training checkpoint (``.pt``)
 VERSION = 1
+# a weights file may leave out its encoder and codebooks and name the file beside it that holds them
+# (metadata ``encoder_from``; ``encoder_hash`` checks the pair): two decoders of one deployed encoder
+# then ship its tensors once (see tinycodec.train.checkpoint.share_encoder)
+SHARED_PREFIXES = ("encoder.", "quantizer.")
 
 
 def list_pretrained() -> list[str]:
@@ -61,6 +65,8 @@ def load_weights(path: str | Path):
     if meta.get("format") != "tinycodec" or "family" not in meta or "config" not in meta:
         raise CheckpointError(f"{path} has no tinycodec metadata (format, family, config); "
                               "write it with tinycodec.export_weights")
+    if "encoder_from" in meta:
+        state = _shared_encoder_state(path, meta["encoder_from"]) | state
     try:
         config = json.loads(meta["config"])
     except ValueError as exc:
@@ -77,12 +83,40 @@ def load_weights(path: str | Path):
                 model.get_buffer(key).copy_(model.get_buffer(key[: -len("embed_avg")] + "embed"))
             else:
                 model.get_buffer(key).fill_(1.0)
+    if "encoder_from" in meta:
+        from tinycodec.models.hashing import encoder_hash
+
+        if encoder_hash(model) != meta.get("encoder_hash"):
+            raise CheckpointError(f"{path}: its encoder and codebooks come from {meta['encoder_from']!r}, whose "
+                                  f"encoder hash is now {encoder_hash(model)}, not {meta.get('encoder_hash')!r} "
+                                  "(that file was replaced by another encoder)")
     model.model_id = meta.get("name") or meta["family"]
     try:
         model.checkpoint_step = int(meta.get("step", 0))
     except ValueError:
         raise CheckpointError(f"{path}: step metadata {meta.get('step')!r} is not an integer") from None
     return model.eval()
+
+
+def _shared_encoder_state(path: Path, sibling: str) -> dict:
+    """The encoder and codebook tensors of ``sibling``, the weights file beside ``path`` that holds them."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    from tinycodec.models.validate import CheckpointError
+
+    if not sibling.replace("_", "").isalnum():
+        raise CheckpointError(f"{path}: encoder_from {sibling!r} is not a model name")
+    source = path.parent / f"{sibling}.safetensors"
+    try:
+        with safe_open(str(source), framework="pt") as f:
+            if "encoder_from" in (f.metadata() or {}):
+                raise CheckpointError(f"{path}: {source.name} takes its encoder from a third file (one step only)")
+        state = load_file(str(source))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path} takes its encoder and codebooks from {sibling!r}, which cannot be read "
+                              f"beside it ({source}: {type(exc).__name__})") from None
+    return {k: v for k, v in state.items() if k.startswith(SHARED_PREFIXES)}
 
 
 def load_pretrained(name: str):

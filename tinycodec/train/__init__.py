@@ -7,8 +7,8 @@
 Notebook: book/04_training.md
 """
 
-from tinycodec.train.checkpoint import export_weights, load_checkpoint, read_checkpoint
+from tinycodec.train.checkpoint import export_weights, load_checkpoint, read_checkpoint, share_encoder
 from tinycodec.train.config import TrainConfig
 from tinycodec.train.loop import Trainer, TrainResult, train
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "export_weights", "load_checkpoint", "read_checkpoint", "train"]
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "export_weights", "load_checkpoint", "read_checkpoint", "share_encoder", "train"]

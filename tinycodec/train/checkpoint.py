@@ -184,6 +184,33 @@ def export_weights(ckpt, out: str | Path, dtype: torch.dtype | None = None, infe
     return out
 
 
+def share_encoder(path: str | Path, sibling: str | Path) -> Path:
+    """Rewrite weights file ``path`` without its encoder and codebooks, taking them from ``sibling``
+    (a weights file in the same folder with the very same encoder and codebooks: ``encoder_hash``
+    equal). ``load_weights`` puts them back and checks the hash, so the pair ships those tensors once.
+
+    Raises:
+        ValueError: the two files are in different folders, or their encoders or codebooks differ.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from tinycodec.models.hashing import encoder_hash
+    from tinycodec.pretrained import SHARED_PREFIXES, load_weights
+
+    path, sibling = Path(path), Path(sibling)
+    if path.resolve().parent != sibling.resolve().parent or path.resolve() == sibling.resolve():
+        raise ValueError(f"{sibling} must be another file in the folder of {path}")
+    own, other = encoder_hash(load_weights(path)), encoder_hash(load_weights(sibling))
+    if own != other:
+        raise ValueError(f"{path.name} (encoder {own}) and {sibling.name} (encoder {other}) do not share an encoder")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    state = {k: v for k, v in load_file(str(path)).items() if not k.startswith(SHARED_PREFIXES)}
+    save_file(state, str(path), metadata=meta | {"encoder_from": sibling.stem, "encoder_hash": own})
+    return path
+
+
 def describe_mismatch(ckpt: dict, family: str, model_config: dict, preset: str | None = None) -> str | None:
     """``None`` when the checkpoint's model matches, else a message naming the differences."""
     diffs = []

@@ -18,7 +18,7 @@ __all__ = ["MODEL_DEFINING_FIELDS", "RESUME_SAFE", "TrainConfig", "model_familie
 DEFAULT_PRESET = {"tinystream": "ultra_tiny", "soundstream": "soundstream_tiny", "transformer": "transformer_tiny"}
 MODEL_FIELDS = ("C", "D", "num_quantizers", "codebook_size", "sample_rate")  # the CLI's model overrides
 # every field that defines the model (a resumed run's trainer compares them with the checkpoint's model)
-MODEL_DEFINING_FIELDS = ("model", "preset", *MODEL_FIELDS, "model_overrides")
+MODEL_DEFINING_FIELDS = ("model", "preset", *MODEL_FIELDS, "model_overrides", "encoder")
 # fields that may change when a run is resumed: how long it runs, where and how it logs and saves,
 # the hardware; none of them changes the crops, the model or the optimiser (another device may
 # change float rounding). Every other field given with --resume must equal the checkpoint's.
@@ -47,6 +47,9 @@ class TrainConfig:
     # start from a trained model (shipped name, .safetensors or checkpoint) instead of random weights
     init: str | None = None
     decoder: str | None = None  # "mirror" | "server": the decoder to train (None: the model's own)
+    # "seanet" | "stft": the encoder to train (None: the model's own); another kind than --init's starts
+    # from random weights with fresh codebooks (a new encoder release, not a decoder upgrade)
+    encoder: str | None = None
     freeze_encoder: bool = False  # train the decoder only: encoder and codebooks fixed (their codes stay valid)
     # data
     audio_dir: str = "data/demo"  # AudioFolder root; its "train" split trains, "val" validates
@@ -193,4 +196,7 @@ def resolve_model_config(config: TrainConfig):
         values = asdict(CONFIG_CLASSES[family]())
     values.update({k: getattr(config, k) for k in MODEL_FIELDS if getattr(config, k) is not None})
     values.update(config.model_overrides)
+    for part in ("encoder", "decoder"):
+        if getattr(config, part, None) is not None:
+            values[part] = getattr(config, part)
     return CONFIG_CLASSES[family](**values)

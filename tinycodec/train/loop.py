@@ -399,24 +399,36 @@ class Trainer:
 
 
 def init_from(cfg: TrainConfig) -> tuple[str, dict, dict]:
-    """The model ``cfg.init`` names (shipped name, ``.safetensors`` or checkpoint), with ``cfg.decoder``
-    and ``cfg.model_overrides`` applied: ``(family, model_config, state_dict)``."""
+    """The model ``cfg.init`` names (shipped name, ``.safetensors`` or checkpoint), with ``cfg.encoder``,
+    ``cfg.decoder`` and ``cfg.model_overrides`` applied: ``(family, model_config, state_dict)``. When the
+    encoder kind changes, the state keeps only the decoder: the new encoder and its codebooks start fresh."""
     from tinycodec.pretrained import load_model
 
     source = load_model(cfg.init)
     model_config = asdict(source.config) | dict(cfg.model_overrides)
-    if cfg.decoder is not None:
-        model_config["decoder"] = cfg.decoder
-    return source.family, model_config, source.state_dict()
+    for part in ("encoder", "decoder"):
+        if getattr(cfg, part) is not None:
+            model_config[part] = getattr(cfg, part)
+    state = source.state_dict()
+    if model_config.get("encoder", "seanet") != getattr(source.config, "encoder", "seanet"):
+        if cfg.freeze_encoder:
+            raise ValueError(f"--freeze-encoder with a new encoder ({model_config['encoder']!r}, --init has "
+                             f"{source.config.encoder!r}) would freeze random weights; drop one of them")
+        state = {k: v for k, v in state.items() if not k.startswith(("encoder.", "quantizer."))}
+        if model_config["encoder"] != "seanet":
+            model_config["encoder_int8"] = False  # the firmware arithmetic is the SEANet encoder's
+    return source.family, model_config, state
 
 
 def load_init_state(model: nn.Module, state: dict) -> None:
     """Copy every tensor of ``state`` whose name and shape ``model`` shares (a new decoder starts
-    fresh); the encoder and codebooks must all be there."""
+    fresh); the encoder and codebooks must all be there, unless ``state`` has none of them (a new
+    encoder kind, see :func:`init_from`: encoder and codebooks start fresh)."""
     own = model.state_dict()
     shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    fresh_encoder = not any(k.startswith(("encoder.", "quantizer.")) for k in state)
     needed = [k for k in own if k.startswith(("encoder.", "quantizer.")) and k not in shared]
-    if needed:
+    if needed and not fresh_encoder:
         raise ValueError(f"--init model lacks encoder/codebook tensors of this model: {needed[:5]}")
     model.load_state_dict(shared, strict=False)
     log.info("initialised %d of %d tensors from --init (new: %s)", len(shared), len(own),

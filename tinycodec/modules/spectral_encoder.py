@@ -1,0 +1,96 @@
+"""A spectral encoder: a fixed causal STFT frontend, then a small frame-rate network.
+
+The SEANet encoder learns its filterbank with a handful of channels at the full sample rate
+(``tiny``: 8), where a microcontroller pays for every sample. This encoder starts from what a
+microcontroller computes cheaply with an FFT: the log power spectrum of the last ``2 * hop``
+samples (Hann window), once per frame. Everything learned runs at the frame rate::
+
+    wav [B, 1, T] -> |STFT|^2 (n_fft = 2 hop, causal) -> log -> [B, n_fft/2 + 1, F]
+        -> 1x1 conv to H -> residual units (k = 3, dilations 1, 2, 4; past frames only)
+        -> ReLU -> 1x1 conv to D                                    -> [B, D, F]
+
+The STFT is a strided causal conv with a fixed (not trained) windowed-DFT basis, so streaming
+equals offline exactly, as for every other module: frame ``f`` reads samples
+``[(f + 1) hop - n_fft, (f + 1) hop)``, the same window the SEANet encoder's last frame ends on.
+
+Device cost (``MACS`` below): one real FFT of ``n_fft`` points per frame plus the frame-rate
+layers, about ``params * frame_rate`` MACs per second.
+
+Notebook: book/04_training.md
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from tinycodec.modules.conv import StreamingConv1d, make_conv
+from tinycodec.modules.seanet import ResidualUnit, make_activation
+from tinycodec.modules.streaming import StreamingModule
+
+DILATIONS = (1, 2, 4)  # frame-rate residual units: 1 + 2 * (1 + 2 + 4) = 15 frames of context
+LOG_FLOOR = 1e-8  # power floor before the log (below 16-bit quantization noise in one bin)
+LOG_SHIFT, LOG_SCALE = 9.0, 4.0  # (log p + 9) / 4: speech bins land mostly in [-2.5, 2]
+
+
+class CausalLogSpectrum(StreamingModule):
+    """Waveform [B, 1, T] -> log power spectrum [B, n_fft // 2 + 1, T // hop] (causal, fixed).
+
+    Args:
+        n_fft (int): window and FFT size (even, at least ``hop``).
+        hop (int): samples per frame.
+    """
+
+    def __init__(self, n_fft: int, hop: int) -> None:
+        super().__init__()
+        if n_fft % 2 or n_fft < hop:
+            raise ValueError(f"n_fft must be even and >= hop ({hop}), got {n_fft}")
+        self.n_fft, self.hop, self.bins = n_fft, hop, n_fft // 2 + 1
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+        t = torch.arange(n_fft, dtype=torch.float64)
+        k = torch.arange(self.bins, dtype=torch.float64)[:, None]
+        angle = 2 * math.pi * k * t / n_fft
+        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window / window.sum()
+        self.dft = StreamingConv1d(1, 2 * self.bins, n_fft, stride=hop, bias=False)
+        # a fixed transform: a buffer, so it is never trained, never stored (no float16 rounding in
+        # shipped weights) and always exact in float32
+        del self.dft.conv.weight
+        self.dft.conv.register_buffer("weight", basis[:, None, :].float(), persistent=False)
+
+    def forward(self, wav: Tensor) -> Tensor:
+        spec = self.dft(wav)
+        power = spec[:, : self.bins].square() + spec[:, self.bins:].square()
+        return (torch.log(power + LOG_FLOOR) + LOG_SHIFT) / LOG_SCALE
+
+
+class SpectralEncoder(StreamingModule):
+    """Waveform [B, 1, T] -> embeddings [B, D, T // hop] from a causal log power spectrum.
+
+    Args:
+        hidden (int): width H of the frame-rate layers.
+        D (int): embedding dimension.
+        hop (int): samples per frame (the STFT uses ``n_fft = 2 * hop``).
+        activation (str): ``"relu"`` or ``"elu"``.
+        separable (bool): depthwise-separable residual convs.
+    """
+
+    def __init__(self, hidden: int, D: int, hop: int, activation: str = "relu", separable: bool = True) -> None:
+        super().__init__()
+        self.spectrum = CausalLogSpectrum(2 * hop, hop)
+        layers: list[nn.Module] = [make_conv(False, self.spectrum.bins, hidden, 1)]
+        layers += [ResidualUnit(hidden, d, 3, activation, separable) for d in DILATIONS]
+        layers += [make_activation(activation), make_conv(False, hidden, D, 1)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, wav: Tensor) -> Tensor:
+        """Args: wav (Tensor): [B, 1, T]. Returns: Tensor: [B, D, T // hop]."""
+        return self.layers(self.spectrum(wav))
+
+    def device_macs_per_frame(self) -> dict[str, int]:
+        """Multiply-accumulates per frame on a device: the real FFT (``2 N log2 N``, a common
+        estimate for a split-radix real FFT of N points, plus the power) and the learned layers."""
+        n = self.spectrum.n_fft
+        learned = sum(p.numel() for p in self.layers.parameters() if p.dim() > 1)
+        return {"fft": int(2 * n * math.log2(n) + 2 * self.spectrum.bins), "layers": learned}
