@@ -118,3 +118,17 @@ def test_weights_file_round_trip_and_its_own_encoder_hash(tmp_path):
         torch.testing.assert_close(again.encoder(x), model.encoder(x), atol=0.05, rtol=0.02)  # float16 weights
     assert encoder_hash(again) == encoder_hash(model)
     assert encoder_hash(again) != encoder_hash(load_pretrained("tiny"))  # never mistaken for the firmware's
+
+
+def test_onnx_export_gives_the_same_codes(tmp_path):
+    import onnxruntime as ort  # the [export] extra, which CI installs
+
+    from tinycodec.export.onnx import export_onnx
+
+    model = stft_tiny()
+    path = export_onnx(model, tmp_path / "stft.onnx")
+    session = ort.InferenceSession(str(path))
+    x = speechlike(0.5, seed=3)
+    codes = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        assert (codes == model.encode(x).numpy()).mean() == 1.0

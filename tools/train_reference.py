@@ -285,7 +285,7 @@ def cmd_ship(args) -> int:
     ]
     for run in runs:
         card.append(f"- `{run['command']}`: {run['steps_end']} steps reached, {run['hours']:.2f} h on {run['hardware']}, "
-                    f"{run['date']}{' (stopped by its time limit)' if run['interrupted'] else ''}; Adam lr "
+                    f"{run['date']}{' (stopped before its step limit)' if run['interrupted'] else ''}; Adam lr "
                     f"{run['g_lr']:g}, batch {run['batch']}; "
                     + ("mel reconstruction + commitment only" if run.get("gan_from_step") is None
                        else f"adversarial + feature matching from step {run['gan_from_step']}"))
