@@ -62,3 +62,10 @@ def test_cli_flags_for_decoder_training_reach_the_config():
                               "--audio_dir", "x", "--max_steps", "5"])
     cfg = config_from_args(args)
     assert (cfg.init, cfg.decoder, cfg.freeze_encoder, cfg.max_steps) == ("tiny", "server", True, 5)
+
+
+def test_shape_flags_with_init_are_refused_not_ignored(corpus, trained, tmp_path, tiny_config):
+    from tinycodec.train.loop import init_from
+
+    with pytest.raises(ValueError, match="num_quantizers=5 would be ignored"):
+        init_from(tiny_config(corpus, tmp_path, model=None, preset=None, init=str(trained), num_quantizers=5))

@@ -35,7 +35,7 @@ from tinycodec.train.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from tinycodec.train.config import MODEL_DEFINING_FIELDS, TrainConfig, resolve_model_config
+from tinycodec.train.config import MODEL_DEFINING_FIELDS, MODEL_FIELDS, TrainConfig, resolve_model_config
 from tinycodec.train.data import (
     CropDataset,
     CropSampler,
@@ -404,6 +404,11 @@ def init_from(cfg: TrainConfig) -> tuple[str, dict, dict]:
     encoder kind changes, the state keeps only the decoder: the new encoder and its codebooks start fresh."""
     from tinycodec.pretrained import load_model
 
+    shape = {k: getattr(cfg, k) for k in MODEL_FIELDS if getattr(cfg, k) is not None}
+    if shape:
+        raise ValueError(f"--init {cfg.init} takes its shape from that model; "
+                         f"{', '.join(f'{k}={v}' for k, v in shape.items())} would be ignored: drop it, or train "
+                         "a preset without --init")
     source = load_model(cfg.init)
     model_config = asdict(source.config) | dict(cfg.model_overrides)
     for part in ("encoder", "decoder"):
