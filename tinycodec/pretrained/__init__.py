@@ -86,9 +86,10 @@ def load_weights(path: str | Path):
     if "encoder_from" in meta:
         from tinycodec.models.hashing import encoder_hash
 
-        if encoder_hash(model) != meta.get("encoder_hash"):
+        ehash = encoder_hash(model)
+        if ehash != meta.get("encoder_hash"):
             raise CheckpointError(f"{path}: its encoder and codebooks come from {meta['encoder_from']!r}, whose "
-                                  f"encoder hash is now {encoder_hash(model)}, not {meta.get('encoder_hash')!r} "
+                                  f"encoder hash is now {ehash}, not {meta.get('encoder_hash')!r} "
                                   "(that file was replaced by another encoder)")
     model.model_id = meta.get("name") or meta["family"]
     try:
