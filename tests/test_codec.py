@@ -9,11 +9,12 @@ import torch
 from tinycodec.codec import TinyCodec
 
 
-def test_default_model_is_the_shipped_transformer_or_a_clear_error(monkeypatch):
+def test_default_model_is_the_best_shipped_server_decoder_or_a_clear_error(monkeypatch):
     import tinycodec.codec
 
     default = TinyCodec()
-    assert default.model.family == "transformer" and default.model.model_id == "transformer_tiny"
+    assert default.model.model_id == "tiny_stft" and default.model.config.decoder == "server"
+    assert TinyCodec("transformer_tiny").model.family == "transformer"
     monkeypatch.setattr(tinycodec.codec, "DEFAULT_MODEL", "not_shipped")  # an install without weights
     with pytest.raises(RuntimeError, match="no shipped reference 'not_shipped' model.*model_path"):
         TinyCodec()

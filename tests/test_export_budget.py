@@ -1,5 +1,6 @@
 """Device budget (tinycodec.export.budget): flash/arena agree with the C header, MACs agree
-with tinycodec.models.summary, the S3 estimate scales as it should, firmware.json rows tolerate gaps."""
+with tinycodec.models.summary, the S3 estimate scales as it should, firmware.json rows tolerate gaps;
+the spectral encoder's log_spectrum is priced (FFT multiplies, FFT rows, tables)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tinycodec.export.budget import (
     load_firmware,
     per_function,
     s3_estimate,
+    spectrum_macs_per_frame,
 )
 from tinycodec.export.c_export import write_model_header
 from tinycodec.export.int8_quantize import quantize_encoder
@@ -53,6 +55,45 @@ def test_macs_agree_with_model_summary(ultra_tiny):
     assert budget.macs_per_second["rvq_search"] == pytest.approx(s.macs_search)
     encoder_macs = budget.macs_total - budget.macs_per_second["rvq_search"]
     assert encoder_macs == pytest.approx(s.macs_encoder)
+
+
+@pytest.fixture(scope="module")
+def tiny_stft():
+    from tinycodec.pretrained import load_model
+
+    model = load_model("tiny_stft").eval()
+    noise = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    return model, quantize_encoder(model, [noise], preset="tiny_stft")
+
+
+def test_budget_prices_the_log_spectrum(tiny_stft, ultra_tiny, tmp_path):
+    _, enc = tiny_stft
+    budget = device_budget(enc)
+    write_model_header(enc, tmp_path / "tinycodec_model.h")
+    header = (tmp_path / "tinycodec_model.h").read_text()
+    assert budget.flash_bytes == int(re.search(r"#define TC_FLASH_BYTES_ESTIMATE (\d+)u", header).group(1))
+    assert budget.arena_bytes == int(re.search(r"#define TC_ARENA_BYTES (\d+)u", header).group(1))
+    n_fft = 512
+    # Hann int16 [N], twiddles int32 2 x [N/2], log table int32 [256], tc_spectrum_t (5 pointers + 3 int64)
+    assert budget.spectrum_tables == 2 * n_fft + 4 * n_fft + 4 * 256 + 48
+    assert budget.fft_bytes == 8 * n_fft  # 2 x N int32, in the arena's kernel scratch
+    assert re.search(r"TC_ARENA_BYTES, \d+u, \d+u, \d+u, \d+u, \d+u, \d+u, (\d+)u", header).group(1) == str(8 * n_fft)
+    assert budget.state_bytes >= 2 * (n_fft - 256)  # the int16 PCM history of the frontend
+    # the first pointwise reads 257 bins padded to 264: the C table stores those zero weights
+    stored = sum(layer.weight.size for layer in enc.layers if layer.weight is not None) + 7 * 128
+    assert budget.weights == stored and budget.biases == 4 * sum(
+        layer.bias.size for layer in enc.layers if layer.bias is not None and layer.op != "log_spectrum")
+    # per frame: window N, 4 per butterfly with a twiddle other than 1 or -i, 3 per bin
+    assert spectrum_macs_per_frame(16) == 16 + 4 * (2 * 2 + 1 * 6) + 3 * 9
+    assert spectrum_macs_per_frame(n_fft) == n_fft + 4 * 1538 + 3 * 257
+    assert budget.macs_per_second["log_spectrum"] == pytest.approx(62.5 * spectrum_macs_per_frame(n_fft))
+    assert "conv1d" in budget.macs_per_second and budget.macs_per_second["conv1d"] == 0
+    est = s3_estimate(budget.macs_per_second, budget.elementwise_per_second)
+    assert est["per_kind"]["log_spectrum"] > 0 and "log_spectrum" in est["assumptions"]
+    # a SEANet encoder has no spectrum entry
+    seanet = device_budget(ultra_tiny[1])
+    assert "log_spectrum" not in seanet.macs_per_second and seanet.spectrum_tables == seanet.fft_bytes == 0
+    assert "log_spectrum" not in s3_estimate(seanet.macs_per_second)["assumptions"]
 
 
 def test_s3_estimate_is_a_range_that_scales_with_work_and_clock():

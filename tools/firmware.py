@@ -2,15 +2,17 @@
 
     python tools/firmware.py [--quick] [--presets ultra_tiny tiny] [--build DIR] [--out JSON]
                              [--before OLD_JSON]
+    python tools/firmware.py --presets tiny_stft        # any shipped model or preset name
 
 For each preset: export ``tinycodec_model.h`` + golden vectors (Python int8 reference on real
 audio), build and run the host tests (CMake + ctest, cmocka), build the Cortex-M4F ELF
 (arm-none-eabi-gcc -O2) and run it under ``qemu-system-arm -M mps2-an386`` with our TCG plugin
 counting instructions per function (grouped by kernel: ``pointwise`` counts every C function of
-tc_pointwise.c), run the DSP self-test ELF (pruned VQ search == full search on random data), and
-take flash/RAM from ``arm-none-eabi-size`` of a size-probe ELF (encoder + model, no test
-vectors). Writes ``benchmarks/firmware.json``; the ``*_before`` fields (the split measured with
-the kernels before the DSP rework) are carried over from the existing file, or taken from
+tc_pointwise.c, ``log_spectrum`` the FFT and log of tc_spectrum.c), run the DSP self-test ELF
+(pruned VQ search == full search on random data), and take flash/RAM from ``arm-none-eabi-size``
+of a size-probe ELF (encoder + model, no test vectors). Writes ``benchmarks/firmware.json`` (the
+presets measured replace their entries, the others are kept); the ``*_before`` fields (the split
+measured with the kernels before the DSP rework) are carried over from the existing file, or taken from
 ``--before OLD_JSON`` (its ``per_function_per_audio_second``). Fetches the demo corpus first when
 it is missing (``tools/book.py data``). Exits 2 with the install line when a toolchain is
 missing, 1 when a check fails.
@@ -37,6 +39,7 @@ APT_LINE = ("apt-get update && apt-get install -y --no-install-recommends gcc-ar
 TOOLS = ["cmake", "ctest", "make", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm",
          "qemu-system-arm"]
 TARGETS = {"tiny": {"flash_bytes": 320 * 1024, "ram_bytes": 48 * 1024, "instructions_per_audio_second": 40e6}}
+TARGETS["tiny_stft"] = TARGETS["tiny"]  # the spectral encoder of the same size class, on the same device
 # C symbol prefix (after "tc_", before any ".isra.0"-style suffix) -> the kernel (Python int8
 # name) whose file it lives in; the first matching prefix wins
 KERNEL_PREFIXES = (("conv1d", "conv1d"), ("depthwise", "depthwise"), ("pointwise", "pointwise"),
@@ -44,9 +47,11 @@ KERNEL_PREFIXES = (("conv1d", "conv1d"), ("depthwise", "depthwise"), ("pointwise
                    ("one_row", "pointwise"), ("residual", "residual_add"), ("rvq", "rvq_search"),
                    ("search_", "rvq_search"), ("dot_residual", "rvq_search"), ("dot_segment", "rvq_search"),
                    ("relu", "relu"), ("requantize", "requantize"), ("encode_input", "run_graph"),
-                   ("run_graph", "run_graph"))
+                   ("run_graph", "run_graph"), ("log_spectrum", "log_spectrum"), ("fft_", "log_spectrum"),
+                   ("spectrum_", "log_spectrum"))
 # kernels and driver functions that run per frame; codebook norms run once at init, reported apart
 ENCODER_FUNCTIONS = {"conv1d", "depthwise", "pointwise", "relu", "residual_add", "rvq_search", "requantize",
+                     "log_spectrum",
                      "run_graph", "tinycodec_encode_frame", "tinycodec_encode", "tinycodec_encoder_reset",
                      "memcpy", "memmove", "memset"}
 INIT_FUNCTIONS = {"codebook_norms", "tinycodec_encoder_init", "model_fits", "dot_s8"}
@@ -273,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="ultra_tiny only (the test suite's run)")
     parser.add_argument("--presets", nargs="+", default=None,
-                        help="default: ultra_tiny tiny (small adds ~3 min of k-means on 2 cores)")
+                        help="shipped model or preset names (e.g. tiny_stft, the spectral encoder); default: "
+                             "ultra_tiny tiny (small adds ~3 min of k-means on 2 cores)")
     parser.add_argument("--build", type=Path, default=ROOT / "_build" / "firmware")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "firmware.json")
     parser.add_argument("--no-espdl", action="store_true", help="skip the esp-ppq export and comparison")
@@ -359,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     for entry in report.values():
         entry["host"] = {"machine": platform.machine(), "python": platform.python_version()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    kept = {p: e for p, e in (json.loads(args.out.read_text()) if args.out.exists() else {}).items()
+            if p not in report}  # presets not measured in this run keep their entries
+    args.out.write_text(json.dumps({**kept, **report}, indent=2) + "\n")
     print(f"wrote {args.out} in {time.time() - t0:.0f} s: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 

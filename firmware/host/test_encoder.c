@@ -123,6 +123,35 @@ static void test_arena_too_small_is_refused(void **s)
     assert_int_equal(tinycodec_encoder_init(&enc, &bad, arena, sizeof arena), -3);
 }
 
+static void test_log_spectrum_row_is_checked(void **s)
+{
+    (void)s;
+    /* a log_spectrum row is accepted only when consistent (any preset: its table is replaced) */
+    static const int16_t hann[16];
+    static const int32_t tw[8], lut[256];
+    tc_spectrum_t spec = {hann, tw, tw, lut, tc_log_spectrum, 1024, 1, 0};
+    const tc_layer_t good = {TC_OP_LOG_SPECTRUM, 0, 0, 0, 0, 1, 9, 16, 8, 1, 8, 1, 0u, 0u, 0u, &spec, NULL};
+    tc_layer_t l = good;
+    tc_model_t m = tinycodec_model;
+    m.layers = &l;
+    m.n_layers = 1;
+    if (m.scratch_bytes < 8 * 16) { /* a model without enough scratch: give it some (inside the arena) */
+        m.scratch = m.norms - 8 * 16;
+        m.scratch_bytes = 8 * 16;
+    }
+    assert_int_equal(tinycodec_encoder_init(&enc, &m, arena, sizeof arena), 0);
+    l.kernel = 12, l.history = 4; /* not a power of two */
+    assert_int_equal(tinycodec_encoder_init(&enc, &m, arena, sizeof arena), -3);
+    l = good, l.history = 4;     /* history + hop != n_fft */
+    assert_int_equal(tinycodec_encoder_init(&enc, &m, arena, sizeof arena), -3);
+    l = good, l.c_out = 8;       /* fewer channels than bins */
+    assert_int_equal(tinycodec_encoder_init(&enc, &m, arena, sizeof arena), -3);
+    l = good, m.scratch_bytes = 8 * 16 - 4; /* no room for the FFT rows */
+    assert_int_equal(tinycodec_encoder_init(&enc, &m, arena, sizeof arena), -3);
+    m.scratch_bytes = 8 * 16, spec.log_spectrum = NULL;
+    assert_int_equal(tinycodec_encoder_init(&enc, &m, arena, sizeof arena), -3);
+}
+
 static void test_pruned_search_is_the_full_search(void **s)
 {
     (void)s;
@@ -187,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_reset_restarts_stream),
         cmocka_unit_test(test_packet_matches_python_bitstream),
         cmocka_unit_test(test_arena_too_small_is_refused),
+        cmocka_unit_test(test_log_spectrum_row_is_checked),
         cmocka_unit_test(test_pruned_search_is_the_full_search),
         cmocka_unit_test(test_pointwise_relu_and_residual_relu),
         cmocka_unit_test(test_encode_any_n_q_layout),

@@ -29,7 +29,7 @@ from tinycodec.bitstream.errors import LimitError
 
 __all__ = ["TinyCodec", "DEFAULT_MODEL"]
 
-DEFAULT_MODEL = "transformer_tiny"  # the shipped reference TinyTransformerCodec
+DEFAULT_MODEL = "tiny_stft"  # the best shipped model: spectral int8 encoder + server decoder, 2.25 kbit/s
 
 
 class TinyCodec:
@@ -38,8 +38,9 @@ class TinyCodec:
     Args:
         model_path (str | Path | None): a training checkpoint (``.pt``), a weights file
             (``.safetensors``), a shipped model name or a preset name (random weights; see
-            :func:`tinycodec.pretrained.load_model`). ``None``: the shipped ``"transformer_tiny"``
-            reference model (RuntimeError in an install that ships none).
+            :func:`tinycodec.pretrained.load_model`). ``None``: :data:`DEFAULT_MODEL`, the shipped
+            ``"tiny_stft"`` (RuntimeError in an install that ships none); ``"transformer_tiny"`` is the
+            TinyTransformerCodec.
         device (str | torch.device): where the model runs.
         n_q (int | None): codebooks to send (default all).
         max_seconds (float | None): longest audio (or indices) one call accepts (None: no limit).

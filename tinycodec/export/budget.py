@@ -3,9 +3,10 @@
 Three sources meet here:
 
 * :func:`device_budget` counts what the C firmware stores for an :class:`Int8Encoder`
-  (int8 weights, int32 biases, int8 codebooks, the layer table in flash; the one static arena
-  in SRAM, split into streaming state, frame buffers, codebook norms and the VQ residual),
-  with the same layout rules as :mod:`tinycodec.export.c_export`;
+  (int8 weights, int32 biases, int8 codebooks, the layer table in flash, and for the spectral
+  encoder the ``log_spectrum`` tables; the one static arena in SRAM, split into streaming state,
+  frame buffers, the FFT rows, codebook norms and the VQ residual), with the same layout rules
+  as :mod:`tinycodec.export.c_export`;
 * :func:`firmware_rows` reads the Cortex-M4 measurements that ``tools/firmware.py`` writes to
   ``benchmarks/firmware.json`` (a preset may be missing: it is reported, not an error);
 * :func:`s3_estimate` turns MACs per second into ESP32-S3 cycles per second from Espressif's
@@ -21,8 +22,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tinycodec.export.c_export import LAYER_STRUCT_BYTES, fuse_relu, plan_arena
+from tinycodec.export.c_export import LAYER_STRUCT_BYTES, fuse_relu, pad_spectrum, plan_arena, spectrum_bytes
 from tinycodec.export.int8 import Int8Encoder
+from tinycodec.modules.spectral_encoder import spectrum_macs_per_frame
 
 S3_CLOCK_HZ = 240e6  # ESP32-S3 maximum CPU clock
 # Published ESP-NN int8 kernel timings on ESP32-S3 (240 MHz, data in external PSRAM, 64 KB
@@ -40,6 +42,9 @@ ESP_NN_S3 = {"pointwise": 409_600 / 461_398, "rvq_search": 409_600 / 461_398,
 # ReLU and residual-add outputs are priced at that ReLU rate (ESP-NN's elementwise_add, 44 ticks per
 # element, measures a multiplier-based requantization from PSRAM; ours is two shifts in SRAM).
 ESP_NN_ELEMENTWISE_TICKS = 1_856 / 1615
+# The log_spectrum frontend (int32 FFT with int64 products, table log) has no ESP-NN kernel and no
+# published S3 timing for this arithmetic: its multiplies are priced at the scalar conv rate above.
+S3_SPECTRUM_MACS_PER_TICK = ESP_NN_S3["conv1d"]
 
 
 @dataclass
@@ -47,11 +52,14 @@ class DeviceBudget:
     """Bytes an encoder-only device stores and the MACs it runs (see :func:`device_budget`).
 
     Flash: ``weights`` (int8), ``biases`` (int32), ``codebooks`` (int8 ``[n_q, K, D]`` + one
-    shift per level), ``layer_table``; ``flash_bytes`` is their sum (the header's
+    shift per level), ``layer_table``, ``spectrum_tables`` (``log_spectrum``: Hann window,
+    twiddles, log table, constants); ``flash_bytes`` is their sum (the header's
     ``TC_FLASH_BYTES_ESTIMATE``). SRAM: ``arena_bytes`` (``TC_ARENA_BYTES``) holds
     ``state_bytes`` (streaming history rows), the frame buffers, ``norms_bytes`` (int32 codebook
-    norms) and ``residual_bytes`` (int16 VQ residual). ``macs_per_second``: per kernel kind,
-    ``elementwise_per_second``: ReLU and residual-add outputs.
+    norms) and ``residual_bytes`` (int16 VQ residual); ``fft_bytes`` (``2 n_fft`` int32 FFT rows)
+    lie in the kernel scratch among the frame buffers. ``macs_per_second``: per kernel kind
+    (``log_spectrum``: :func:`spectrum_macs_per_frame`), ``elementwise_per_second``: ReLU and
+    residual-add outputs.
     """
 
     preset: str
@@ -66,6 +74,8 @@ class DeviceBudget:
     residual_bytes: int
     macs_per_second: dict
     elementwise_per_second: float
+    spectrum_tables: int = 0
+    fft_bytes: int = 0
 
     @property
     def buffer_bytes(self) -> int:
@@ -90,17 +100,23 @@ def device_budget(enc: Int8Encoder) -> DeviceBudget:
         DeviceBudget
     """
     plan = plan_arena(enc)
+    enc = pad_spectrum(enc)  # the C table's spectrum channels: the readers' zero weight columns are stored
     frame_rate = enc.sample_rate / enc.hop_length
-    weights = biases = state = 0
+    weights = biases = state = tables = fft = 0
     macs = {"conv1d": 0.0, "depthwise": 0.0, "pointwise": 0.0}
     elementwise = 0.0
     for layer in enc.layers:
         c_in, c_out = enc.channels[layer.inputs[0]], enc.channels[layer.output]
         outputs = plan["length"][layer.output] * frame_rate  # output time steps per second
-        if layer.weight is not None:
+        if layer.op == "log_spectrum":  # no weights: fixed tables, FFT rows in the scratch
+            n_fft = layer.history + layer.stride
+            tables += spectrum_bytes(n_fft)
+            fft = max(fft, 8 * n_fft)
+            macs["log_spectrum"] = macs.get("log_spectrum", 0.0) + outputs * spectrum_macs_per_frame(n_fft)
+        elif layer.weight is not None:
             weights += layer.weight.size
             macs[layer.op] += outputs * layer.weight.size  # one MAC per weight per output step
-        if layer.bias is not None:
+        if layer.bias is not None and layer.op != "log_spectrum":
             biases += 4 * layer.bias.size
         if layer.op in ("relu", "residual_add"):
             elementwise += outputs * c_out
@@ -111,9 +127,10 @@ def device_budget(enc: Int8Encoder) -> DeviceBudget:
     codebooks = enc.codebooks.size + n_q
     table = LAYER_STRUCT_BYTES * len(fuse_relu(enc)[0].layers)  # the C table folds each ReLU into its layer
     return DeviceBudget(preset=enc.preset, weights=weights, biases=biases, codebooks=codebooks,
-                        layer_table=table, flash_bytes=weights + biases + codebooks + table,
+                        layer_table=table, flash_bytes=weights + biases + codebooks + table + tables,
                         arena_bytes=plan["bytes"], state_bytes=state, norms_bytes=n_q * k * 4,
-                        residual_bytes=d * 2, macs_per_second=macs, elementwise_per_second=elementwise)
+                        residual_bytes=d * 2, macs_per_second=macs, elementwise_per_second=elementwise,
+                        spectrum_tables=tables, fft_bytes=fft)
 
 
 def s3_estimate(macs_per_second: dict, elementwise_per_second: float = 0.0, clock_hz: float = S3_CLOCK_HZ,
@@ -122,7 +139,7 @@ def s3_estimate(macs_per_second: dict, elementwise_per_second: float = 0.0, cloc
 
     Args:
         macs_per_second (dict): MACs/s per kind (``conv1d``, ``depthwise``, ``pointwise``,
-            ``rvq_search``), e.g. :attr:`DeviceBudget.macs_per_second`.
+            ``rvq_search``, ``log_spectrum``), e.g. :attr:`DeviceBudget.macs_per_second`.
         elementwise_per_second (float): ReLU / residual-add outputs per second.
         clock_hz (float): CPU clock.
         efficiency (tuple[float, float]): (pessimistic, optimistic) share of the published
@@ -132,10 +149,11 @@ def s3_estimate(macs_per_second: dict, elementwise_per_second: float = 0.0, cloc
         dict: ``cycles_per_second`` and ``cpu_load`` (share of the clock) as ``(low, high)``
         ranges, ``per_kind`` cycles at the published rate, ``source``, ``assumptions``.
     """
-    unknown = set(macs_per_second) - set(ESP_NN_S3)
+    rates = {**ESP_NN_S3, "log_spectrum": S3_SPECTRUM_MACS_PER_TICK}
+    unknown = set(macs_per_second) - set(rates)
     if unknown:
-        raise ValueError(f"no published S3 rate for {sorted(unknown)}; known: {sorted(ESP_NN_S3)}")
-    per_kind = {kind: macs / ESP_NN_S3[kind] for kind, macs in macs_per_second.items()}
+        raise ValueError(f"no published S3 rate for {sorted(unknown)}; known: {sorted(rates)}")
+    per_kind = {kind: macs / rates[kind] for kind, macs in macs_per_second.items()}
     per_kind["elementwise"] = elementwise_per_second * ESP_NN_ELEMENTWISE_TICKS
     nominal = sum(per_kind.values())
     lo, hi = nominal / efficiency[1], nominal / efficiency[0]
@@ -143,7 +161,10 @@ def s3_estimate(macs_per_second: dict, elementwise_per_second: float = 0.0, cloc
             "clock_hz": clock_hz, "source": ESP_NN_SOURCE,
             "assumptions": (f"MACs/tick of ESP-NN's optimized s8 kernels on 2-D layers; our 1-D layers reach "
                             f"{efficiency[0]:.0%}-{efficiency[1]:.0%} of it; RVQ search runs at the pointwise "
-                            f"(matrix) rate; ReLU and residual add at ESP-NN's ReLU rate per element; {clock_hz / 1e6:.0f} MHz; ESTIMATE, not measured")}
+                            f"(matrix) rate; ReLU and residual add at ESP-NN's ReLU rate per element; "
+                            + ("log_spectrum's int64 multiplies at the scalar conv rate (no published kernel); "
+                               if "log_spectrum" in macs_per_second else "")
+                            + f"{clock_hz / 1e6:.0f} MHz; ESTIMATE, not measured")}
 
 
 def load_firmware(path: str | Path) -> dict:

@@ -6,13 +6,21 @@ Layer table. A ReLU whose input is read by nothing else is fused into the pointw
 residual_add that produces it (``TC_LAYER_RELU``: the C requantize clamps to [0, 127], the same
 integers as ``relu(requantize(...))``), so the C table has fewer rows than ``Int8Encoder.layers``.
 The embedding's dims are stored in codebook-energy order (:func:`order_dims`): same integers,
-another memory order, which helps the VQ search skip work.
+another memory order, which helps the VQ search skip work. A ``log_spectrum`` output read only by
+pointwise layers gets zero channels up to a multiple of 8 (:func:`pad_spectrum`: the readers' weights
+get zero columns, so every sum is the same integer) so that those pointwise layers take the DSP path.
+
+Spectral encoder. The ``log_spectrum`` row (``TC_OP_LOG_SPECTRUM``) points at a ``tc_spectrum_t``:
+the tables of :func:`tinycodec.export.int8.spectrum_tables` (Hann window, twiddles, log table) and
+the layer's ``(F, A, B)``, written here as integers (the C side computes none of them), and the
+kernel ``tc_log_spectrum`` (so a SEANet firmware never links the FFT code).
 
 Arena plan. Tensors are stored time-major (``[T][C]``, one frame's worth). A tensor read by a
 conv with history ``P`` lives in a buffer of ``P + T`` rows whose first ``P`` rows are that conv's
 streaming state; such buffers are persistent. Every other tensor gets the lowest 4-byte-aligned
 offset not used by a tensor alive at the same time (first fit over the execution order). Then
-come the kernel scratch (``tc_pointwise``'s widened input), the codebook norms (int32
+come the kernel scratch (``tc_pointwise``'s widened input; ``tc_log_spectrum``'s FFT rows, ``2 n_fft``
+int32, when the graph has that op), the codebook norms (int32
 ``[n_q][K]``), the search's pruning bounds (uint16 ``[n_q][K][D / 32 - 1]``) and the int16 VQ
 residual ``[D]``.
 
@@ -29,15 +37,17 @@ import numpy as np
 from torch import nn
 
 from tinycodec.export.calibration import calibration_audio, export_name, load_for_export, load_pcm
-from tinycodec.export.int8 import Int8Encoder
+from tinycodec.export.int8 import Int8Encoder, spectrum_tables
 from tinycodec.export.int8_quantize import quantize_encoder
 
 logger = logging.getLogger(__name__)
 
 OPS = {"conv1d": "TC_OP_CONV1D", "depthwise": "TC_OP_DEPTHWISE", "pointwise": "TC_OP_POINTWISE",
-       "relu": "TC_OP_RELU", "residual_add": "TC_OP_RESIDUAL_ADD"}
+       "relu": "TC_OP_RELU", "residual_add": "TC_OP_RESIDUAL_ADD", "log_spectrum": "TC_OP_LOG_SPECTRUM"}
 GOLDEN_PACKET_FRAMES = 5  # frames in the golden streaming packet
 LAYER_STRUCT_BYTES = 40  # sizeof(tc_layer_t) on a 32-bit target
+SPECTRUM_STRUCT_BYTES = 48  # sizeof(tc_spectrum_t) on a 32-bit target: 4 table pointers, the kernel, 3 int64
+SPECTRUM_PAD = 8  # a log_spectrum output read by pointwise layers only: channels padded to this multiple
 RVQ_SEGMENT = 32  # TC_RVQ_SEGMENT: dims between two pruning checks of tc_rvq_search
 MAX_RVQ_CHECKS = 3  # TC_MAX_CHECKS in tc_rvq.c: pruning for D <= 128
 SCRATCH_MIN_BYTES = 1024  # tc_pointwise widens its input a chunk of rows at a time into this
@@ -100,6 +110,40 @@ def order_dims(enc: Int8Encoder) -> Int8Encoder:
                                states={})
 
 
+def pad_spectrum(enc: Int8Encoder) -> Int8Encoder:
+    """The C table's spectrum layout: each ``log_spectrum`` output whose readers are all pointwise
+    layers gets zero channels up to a multiple of :data:`SPECTRUM_PAD` (``tc_log_spectrum`` writes
+    the zeros, the readers' weights get zero columns), so every sum, hence every integer, is the
+    same; ``tc_pointwise``'s DSP path wants ``c_in % 8 == 0`` (257 bins -> 264). Layers keep their
+    places (no layer is added or removed)."""
+    pad: dict[int, int] = {}
+    for layer in enc.layers:
+        c = enc.channels[layer.output]
+        readers = [r for r in enc.layers if layer.output in r.inputs]
+        if (layer.op == "log_spectrum" and c % SPECTRUM_PAD and readers and layer.output != enc.output
+                and all(r.op == "pointwise" for r in readers)):
+            pad[layer.output] = -c % SPECTRUM_PAD
+    if not pad:
+        return enc
+    layers = [dataclasses.replace(layer, weight=np.pad(layer.weight, ((0, 0), (0, pad[layer.inputs[0]]))))
+              if layer.op == "pointwise" and layer.inputs[0] in pad else layer for layer in enc.layers]
+    channels = {t: c + pad.get(t, 0) for t, c in enc.channels.items()}
+    return dataclasses.replace(enc, layers=layers, channels=channels, states={})
+
+
+def c_graph(enc: Int8Encoder) -> tuple[Int8Encoder, list[bool]]:
+    """The C layer table's graph: :func:`fuse_relu` and :func:`pad_spectrum` of ``enc`` (the
+    embedding order of :func:`order_dims` is applied by :func:`write_model_header` before)."""
+    fused, relu = fuse_relu(enc)
+    return pad_spectrum(fused), relu
+
+
+def spectrum_bytes(n_fft: int) -> int:
+    """Flash of one ``log_spectrum`` layer: its tables (Hann int16 ``[N]``, twiddles int32
+    ``2 [N / 2]``, log table int32 ``[256]``) and its ``tc_spectrum_t`` (pointers + ``F, A, B``)."""
+    return sum(t.nbytes for t in spectrum_tables(n_fft).values()) + SPECTRUM_STRUCT_BYTES
+
+
 def rvq_checks(dim: int) -> int:
     """Pruning checks per codeword in ``tc_rvq_search`` (0: a plain full search)."""
     checks = dim // RVQ_SEGMENT - 1 if dim % RVQ_SEGMENT == 0 else 0
@@ -108,12 +152,14 @@ def rvq_checks(dim: int) -> int:
 
 def scratch_bytes(enc: Int8Encoder, length: dict) -> int:
     """Scratch for ``tc_pointwise`` (int16 copy of its input, a chunk of rows at a time): at least
-    4 rows of the widest input, at most what the largest input needs."""
+    4 rows of the widest input, at most what the largest input needs; at least the FFT rows
+    (``2 n_fft`` int32) of a ``log_spectrum`` layer (the kernels never run at the same time)."""
+    fft = max([8 * (layer.history + layer.stride) for layer in enc.layers if layer.op == "log_spectrum"], default=0)
     pw = [(length[layer.output], enc.channels[layer.inputs[0]]) for layer in enc.layers if layer.op == "pointwise"]
     if not pw:
-        return 0
+        return fft
     need = max(2 * _align(t) * c for t, c in pw)
-    return _align(min(need, max(SCRATCH_MIN_BYTES, 8 * max(c for _, c in pw))))
+    return max(fft, _align(min(need, max(SCRATCH_MIN_BYTES, 8 * max(c for _, c in pw)))))
 
 
 def plan_arena(enc: Int8Encoder) -> dict:
@@ -123,12 +169,12 @@ def plan_arena(enc: Int8Encoder) -> dict:
         dict: ``data`` (tensor id -> offset of its current-frame rows), ``buffer`` (tensor id ->
         offset of its buffer incl. history rows), ``scratch``/``scratch_bytes``, ``norms``,
         ``tail_norms`` (0: none), ``residual``, ``bytes`` (total), for the C table's graph
-        (:func:`fuse_relu` of ``enc``; fusing a fused graph changes nothing).
+        (:func:`c_graph` of ``enc``; rewriting a rewritten graph changes nothing).
     """
     length = {0: enc.hop_length}  # every tensor of the Python graph, fused away or not
     for layer in enc.layers:
         length[layer.output] = length[layer.inputs[0]] // layer.stride
-    enc = fuse_relu(enc)[0]
+    enc = c_graph(enc)[0]
     n = len(enc.layers)
     history, elem = {}, {0: 2}
     last_use = {0: 0}
@@ -177,19 +223,25 @@ def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 24) -> s
 
 def write_model_header(enc: Int8Encoder, path: Path) -> dict:
     """Write ``tinycodec_model.h``; returns the arena plan and the flash estimate."""
-    enc, relu = fuse_relu(order_dims(enc))
+    enc, relu = c_graph(order_dims(enc))
     plan = plan_arena(enc)
     parts, rows, flash = [], [], 0
     for i, layer in enumerate(enc.layers):
         w = b = "0"
-        if layer.weight is not None:
+        if layer.op == "log_spectrum":
+            n_fft = layer.history + layer.stride
+            parts.append(spectrum_c_source(i, n_fft, layer.bias))
+            w, flash = f"&tc_spectrum{i}", flash + spectrum_bytes(n_fft)
+        elif layer.weight is not None:
             wt = layer.weight  # conv1d [C_out][C_in][k], depthwise [C][k], pointwise [C_out][C_in]
             parts.append(_c_array("int8_t", f"tc_w{i}", wt))
             w, flash = f"tc_w{i}", flash + wt.size
-        if layer.bias is not None:
+        if layer.bias is not None and layer.op != "log_spectrum":
             parts.append(_c_array("int32_t", f"tc_b{i}", layer.bias))
             b, flash = f"tc_b{i}", flash + 4 * layer.bias.size
         kernel = 1 if layer.weight is None or layer.op == "pointwise" else layer.weight.shape[-1]
+        if layer.op == "log_spectrum":
+            kernel = layer.history + layer.stride  # n_fft
         c_in, c_out = enc.channels[layer.inputs[0]], enc.channels[layer.output]
         in2 = plan["data"][layer.inputs[1]] if len(layer.inputs) > 1 else 0
         flags = "TC_LAYER_RELU" if relu[i] else "0"
@@ -199,6 +251,7 @@ def write_model_header(enc: Int8Encoder, path: Path) -> dict:
                     f"{plan['data'][layer.output]}u, {w}, {b}}},  /* {i} {layer.name} */")
     n_q, k, d = enc.codebooks.shape
     flash += enc.codebooks.size + n_q + LAYER_STRUCT_BYTES * len(enc.layers)
+    has_spec = any(layer.op == "log_spectrum" for layer in enc.layers)
     text = [
         f"/* Generated by tinycodec.export.c_export for preset '{enc.preset}'. Do not edit. */",
         "#ifndef TINYCODEC_MODEL_H", "#define TINYCODEC_MODEL_H", '#include "tinycodec_encoder.h"', "",
@@ -206,7 +259,8 @@ def write_model_header(enc: Int8Encoder, path: Path) -> dict:
         f"#define TC_SAMPLE_RATE {enc.sample_rate}", f"#define TC_N_Q {n_q}", f"#define TC_CODEBOOK_SIZE {k}",
         f"#define TC_DIM {d}", f"#define TC_N_LAYERS {len(enc.layers)}",
         f"#define TC_ARENA_BYTES {plan['bytes']}u  /* the one static arena: buffers + state + scratch + norms */",
-        f"#define TC_FLASH_BYTES_ESTIMATE {flash}u  /* weights, biases, codebooks, layer table */", "",
+        f"#define TC_FLASH_BYTES_ESTIMATE {flash}u  /* weights, biases, {'spectrum tables, ' * has_spec}codebooks, "
+        f"layer table */", "",
         *parts,
         _c_array("int8_t", "tc_codebooks", enc.codebooks, 32),
         _c_array("int8_t", "tc_cb_shifts", enc.cb_shifts),
@@ -221,6 +275,20 @@ def write_model_header(enc: Int8Encoder, path: Path) -> dict:
     return {"arena_bytes": plan["bytes"], "flash_bytes_estimate": flash, "c_layers": len(enc.layers),
             "scratch_bytes": plan["scratch_bytes"],
             "rvq_tail_norm_bytes": plan["residual"] - plan["tail_norms"] if plan["tail_norms"] else 0}
+
+
+def spectrum_c_source(i: int, n_fft: int, affine: np.ndarray) -> str:
+    """C source of the tables and the ``tc_spectrum_t`` (``tc_spectrum{i}``) of a ``log_spectrum``
+    layer: :func:`spectrum_tables` of ``n_fft`` and ``affine`` = ``(F, A, B)`` (the layer's bias)."""
+    tab = spectrum_tables(n_fft)
+    floor_int, a, b = (int(v) for v in affine)
+    return (f"/* layer {i} log_spectrum: spectrum_tables({n_fft}) and spectrum_affine's (F, A, B) */\n"
+            + _c_array("int16_t", f"tc_hann{i}", tab["hann"], 16)
+            + _c_array("int32_t", f"tc_tw_re{i}", tab["tw_re"], 8)
+            + _c_array("int32_t", f"tc_tw_im{i}", tab["tw_im"], 8)
+            + _c_array("int32_t", f"tc_log_lut{i}", tab["log_lut"], 16)
+            + f"static const tc_spectrum_t tc_spectrum{i} = {{tc_hann{i}, tc_tw_re{i}, tc_tw_im{i}, tc_log_lut{i}, "
+            f"tc_log_spectrum, INT64_C({floor_int}), INT64_C({a}), INT64_C({b})}};\n")
 
 
 def golden_vectors(enc: Int8Encoder, root: str | Path = "data/demo") -> list[dict]:

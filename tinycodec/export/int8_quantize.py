@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinycodec.export.calibration import as_pcm_list, calibration_audio
-from tinycodec.export.int8 import PCM_EXPONENT, Int8Encoder, Int8Layer
+from tinycodec.export.int8 import PCM_EXPONENT, Int8Encoder, Int8Layer, spectrum_affine
 from tinycodec.modules.graph import extract_graph
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,9 @@ def run_float(layers: list[dict], wav: torch.Tensor) -> dict[int, torch.Tensor]:
     for layer in layers:
         x = t[layer["inputs"][0]]
         conv = layer["conv"]
-        if conv is not None:
+        if layer["op"] == "log_spectrum":
+            y = layer["module"](F.pad(x, (layer["history"], 0)))
+        elif conv is not None:
             y = F.conv1d(F.pad(x, (layer["history"], 0)), conv.weight.float(), conv.bias, conv.stride,
                          0, conv.dilation, conv.groups)
         elif layer["op"] == "relu":
@@ -130,12 +132,23 @@ def conv_layer(fl: dict, wq: np.ndarray, bq: np.ndarray, shift: int) -> Int8Laye
                      name=fl["name"])
 
 
+def spectrum_layer(fl: dict, e_y: int) -> Int8Layer:
+    """The :class:`Int8Layer` of a ``log_spectrum`` graph layer whose int8 output has exponent ``e_y``."""
+    from tinycodec.modules import spectral_encoder as se
+
+    spec = fl["module"]
+    affine = spectrum_affine(spec.n_fft, e_y, se.LOG_FLOOR, se.LOG_SHIFT, se.LOG_SCALE)
+    return Int8Layer("log_spectrum", fl["inputs"], fl["output"], bias=np.array(affine, dtype=np.int64),
+                     stride=spec.hop, history=spec.n_fft - spec.hop, name=fl["name"])
+
+
 @torch.no_grad()
 def quantize_encoder(model: nn.Module, calib_wavs=None, preset: str = "", equalize: bool = True) -> Int8Encoder:
     """Quantize ``model.encoder`` + ``model.quantizer`` to the int8 reference.
 
     Args:
-        model (CodecModel): a TinyStream (ReLU, standard or separable causal convs).
+        model (CodecModel): a TinyStream (ReLU, standard or separable causal convs; a SEANet or a
+            spectral encoder, whose FFT frontend becomes the integer ``log_spectrum`` op).
         calib_wavs: paths or arrays/tensors (float in [-1, 1] or int16) of real audio at the
             model's sample rate; default :func:`default_calib_wavs`.
         preset (str): name recorded in the result (for headers and reports).
@@ -145,9 +158,6 @@ def quantize_encoder(model: nn.Module, calib_wavs=None, preset: str = "", equali
     Returns:
         Int8Encoder: ready for ``encode`` / ``encode_frame``.
     """
-    if getattr(model.config, "encoder", "seanet") != "seanet":
-        raise ValueError(f"the int8 reference and the C firmware implement the SEANet encoder; this model's "
-                         f"{model.config.encoder!r} encoder (an FFT frontend) has no int8 version yet")
     if getattr(model.config, "encoder_int8", False):  # the deployed encoder: its tables, not a new calibration
         return int8_encoder_of(model.eval(), preset)
     model = model.eval()
@@ -170,6 +180,9 @@ def quantize_encoder(model: nn.Module, calib_wavs=None, preset: str = "", equali
             layers.append(Int8Layer(op, ins, out, name=fl["name"]))
             continue
         e_y = exps[out] = _exponent(max_abs[out])
+        if op == "log_spectrum":
+            layers.append(spectrum_layer(fl, e_y))
+            continue
         if op == "residual_add":
             e_m = max(e_x, exps[ins[1]])
             layers.append(Int8Layer(op, ins, out, shift=e_m - e_y, shift_a=e_m - e_x,
@@ -233,6 +246,8 @@ def int8_encoder_of(model, preset: str = "") -> Int8Encoder:
         op, ins, out = fl["op"], fl["inputs"], fl["output"]
         if op == "relu":
             layers.append(Int8Layer(op, ins, out, name=fl["name"]))
+        elif op == "log_spectrum":
+            layers.append(spectrum_layer(fl, exps[out]))
         elif op == "residual_add":
             e_m = max(exps[ins[0]], exps[ins[1]])
             layers.append(Int8Layer(op, ins, out, shift=e_m - exps[out], shift_a=e_m - exps[ins[0]],

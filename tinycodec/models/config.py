@@ -65,8 +65,6 @@ class CodecConfig:
             raise ValueError("C, D, num_quantizers and strides must be positive")
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose from {list(ENCODERS)}")
-        if self.encoder == "stft" and self.encoder_int8:
-            raise ValueError("encoder_int8 is the SEANet encoder's firmware arithmetic; the 'stft' encoder has none yet")
         if self.decoder not in DECODERS:
             raise ValueError(f"unknown decoder {self.decoder!r}; choose from {list(DECODERS)}")
         n_fft = self.server_n_fft

@@ -170,6 +170,9 @@ def summary(model: CodecModel, name: str | None = None) -> ModelSummary:
     """
     cfg = model.config
     macs_enc, frame_rate = conv_macs_per_second(model.encoder, cfg.sample_rate)
+    float_encoder = getattr(model.encoder, "float_encoder", model.encoder)  # an int8-exact wrapper's own
+    if hasattr(float_encoder, "device_macs_per_frame"):  # a spectral encoder: its FFT, not a DFT as a conv
+        macs_enc = cfg.frame_rate * sum(float_encoder.device_macs_per_frame().values())
     macs_dec, _ = conv_macs_per_second(model.decoder, frame_rate)
     q = model.quantizer
     return ModelSummary(

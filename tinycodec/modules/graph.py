@@ -1,7 +1,9 @@
 """A SEANet encoder as a flat graph of integer-friendly ops (the int8 reference and the C layer table).
 
 ``extract_graph(encoder)`` walks the module tree into layers ``conv1d | depthwise | pointwise |
-relu | residual_add`` on numbered tensors (tensor 0 is the input), in execution order. The int8
+relu | residual_add`` on numbered tensors (tensor 0 is the input), in execution order. The spectral
+encoder (``encoder="stft"``) starts with one more op, ``log_spectrum`` (its fixed FFT frontend, no
+weights: the layer's ``module`` is the float :class:`CausalLogSpectrum`), then the same ops. The int8
 export, the int8-exact training encoder and the firmware all read this one walk.
 
 Notebook: book/07_deployment.md
@@ -13,6 +15,7 @@ from torch import nn
 
 from tinycodec.modules.conv import StreamingConv1d, StreamingSeparableConv1d
 from tinycodec.modules.seanet import ResidualUnit
+from tinycodec.modules.spectral_encoder import SpectralEncoder
 
 
 def extract_graph(encoder: nn.Module) -> tuple[list[dict], dict[int, int]]:
@@ -25,13 +28,18 @@ def extract_graph(encoder: nn.Module) -> tuple[list[dict], dict[int, int]]:
     channels = {0: 1}
 
     def add(op: str, inputs: list[int], c_out: int, conv: nn.Conv1d | None = None, history: int = 0,
-            name: str = "") -> int:
+            name: str = "", **extra) -> int:
         out = len(channels)
         channels[out] = c_out
-        layers.append(dict(op=op, inputs=inputs, output=out, conv=conv, history=history, name=name))
+        layers.append(dict(op=op, inputs=inputs, output=out, conv=conv, history=history, name=name, **extra))
         return out
 
     def visit(m: nn.Module, x: int, name: str) -> int:
+        if isinstance(m, SpectralEncoder):
+            spec = m.spectrum
+            x = add("log_spectrum", [x], spec.bins, history=spec.n_fft - spec.hop, name="spectrum", module=spec,
+                    stride=spec.hop)
+            return visit(m.layers, x, "layers")
         if isinstance(m, StreamingSeparableConv1d):
             return visit(m.pointwise, visit(m.depthwise, x, name + ".depthwise"), name + ".pointwise")
         if isinstance(m, StreamingConv1d):

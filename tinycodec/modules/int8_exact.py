@@ -17,6 +17,7 @@ they saturate), so fine-tuning learns weights whose *integer* encoder is good. T
             y_q = sat8(floor((acc + 2**(s - 1)) / 2**s)),   s = e_x + e_w - e_y
     add:    y_q = requant(a_q * 2**(e_m - e_a) + b_q * 2**(e_m - e_b), e_m - e_y)
     relu:   y_q = max(x_q, 0)                        real value of any tensor: x_q * 2**-e_x
+    log_spectrum (spectral encoder): the integer FFT + table log of the int8 reference, no weights
 
 Streaming keeps, like the C encoder, the last ``k_eff - stride`` inputs of each conv, so a
 chunked run equals the offline run exactly.
@@ -73,7 +74,7 @@ class _Int8State(State):
 
 
 class Int8ExactEncoder(StreamingModule):
-    """Wraps a float SEANet encoder (ReLU, no ELU) and runs it in exact int8 arithmetic.
+    """Wraps a float SEANet or spectral encoder (ReLU, no ELU) and runs it in exact int8 arithmetic.
 
     Args:
         encoder (nn.Module): the float encoder; its parameters stay this module's parameters.
@@ -155,6 +156,8 @@ class Int8ExactEncoder(StreamingModule):
                     state.history[i] = x[..., x.shape[-1] - layer["history"]:].detach()
             if op == "relu":
                 y = x.clamp(min=0)
+            elif op == "log_spectrum":
+                y = self._log_spectrum(x, exps[out])
             elif op == "residual_add":
                 e_a, e_b, e_y = exps[ins[0]], exps[ins[1]], exps[out]
                 e_m = max(e_a, e_b)
@@ -167,6 +170,17 @@ class Int8ExactEncoder(StreamingModule):
                 y = requantize(acc, exps[ins[0]] + int(self.weight_exponents[i]) - exps[out])
             t[out] = y
         return t[self._graph[-1]["output"]]
+
+    def _log_spectrum(self, x: Tensor, e_y: int) -> Tensor:
+        """The spectral frontend, computed by the int8 reference itself (it has no weights, so no
+        gradient: ``x`` [B, 1, P + T] integer PCM -> [B, bins, T // hop] int8 values)."""
+        from tinycodec.export.int8 import log_spectrum, spectrum_affine
+        from tinycodec.modules import spectral_encoder as se
+
+        spec = self._graph[0]["module"]
+        affine = spectrum_affine(spec.n_fft, e_y, se.LOG_FLOOR, se.LOG_SHIFT, se.LOG_SCALE)
+        q = log_spectrum(x.detach().cpu().numpy().astype("int64"), spec.n_fft, spec.hop, affine)
+        return torch.from_numpy(q).to(device=x.device, dtype=x.dtype)
 
     def forward(self, wav: Tensor) -> Tensor:
         """Args: wav (Tensor): [B, 1, T]. Returns: Tensor: z [B, D, T // hop] float32, the device's

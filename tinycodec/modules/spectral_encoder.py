@@ -13,8 +13,8 @@ The STFT is a strided causal conv with a fixed (not trained) windowed-DFT basis,
 equals offline exactly, as for every other module: frame ``f`` reads samples
 ``[(f + 1) hop - n_fft, (f + 1) hop)``, the same window the SEANet encoder's last frame ends on.
 
-Device cost (``MACS`` below): one real FFT of ``n_fft`` points per frame plus the frame-rate
-layers, about ``params * frame_rate`` MACs per second.
+Device cost (:meth:`SpectralEncoder.device_macs_per_frame`): one integer FFT of ``n_fft`` points
+per frame plus the frame-rate layers, about ``params * frame_rate`` MACs per second.
 
 Notebook: book/04_training.md
 """
@@ -89,8 +89,16 @@ class SpectralEncoder(StreamingModule):
         return self.layers(self.spectrum(wav))
 
     def device_macs_per_frame(self) -> dict[str, int]:
-        """Multiply-accumulates per frame on a device: the real FFT (``2 N log2 N``, a common
-        estimate for a split-radix real FFT of N points, plus the power) and the learned layers."""
-        n = self.spectrum.n_fft
+        """Multiplies per frame on a device: the integer frontend (:func:`spectrum_macs_per_frame`)
+        and the learned layers (one MAC per weight per frame)."""
         learned = sum(p.numel() for p in self.layers.parameters() if p.dim() > 1)
-        return {"fft": int(2 * n * math.log2(n) + 2 * self.spectrum.bins), "layers": learned}
+        return {"fft": spectrum_macs_per_frame(self.spectrum.n_fft), "layers": learned}
+
+
+def spectrum_macs_per_frame(n_fft: int) -> int:
+    """The int64 multiplies the firmware's ``tc_log_spectrum`` executes per frame: the window (``N``),
+    4 per butterfly whose twiddle is not 1 or ``-i`` (those and the first two stages on the real
+    input take no multiply), and 3 per bin (``re^2``, ``im^2``, the affine ``A L``)."""
+    stages = n_fft.bit_length() - 1
+    butterflies = sum((n_fft // (2 * half)) * (half - 2) for half in (2**s for s in range(2, stages)))
+    return n_fft + 4 * butterflies + 3 * (n_fft // 2 + 1)

@@ -1,4 +1,4 @@
-/* tinycodec_encoder: portable C99 int8 TinyStream encoder (SEANet encoder + residual VQ).
+/* tinycodec_encoder: portable C99 int8 TinyStream encoder (SEANet or spectral encoder + residual VQ).
  *
  * Bit-exact twin of the Python int8 reference tinycodec/export/int8.py: every kernel below is
  * `tc_` + the name of a Python function doing the same integer arithmetic (house style rule 9).
@@ -31,7 +31,7 @@ extern "C" {
 #define TC_ALIGNED
 #endif
 
-enum { TC_OP_CONV1D = 0, TC_OP_DEPTHWISE, TC_OP_POINTWISE, TC_OP_RELU, TC_OP_RESIDUAL_ADD };
+enum { TC_OP_CONV1D = 0, TC_OP_DEPTHWISE, TC_OP_POINTWISE, TC_OP_RELU, TC_OP_RESIDUAL_ADD, TC_OP_LOG_SPECTRUM };
 enum { TC_LAYER_RELU = 1 }; /* tc_layer_t.flags: ReLU fused into the requantize (pointwise, residual_add) */
 #define TC_RVQ_SEGMENT 32   /* dims between two pruning checks of tc_rvq_search */
 
@@ -46,9 +46,27 @@ typedef struct {
     uint16_t history;        /* P = (kernel - 1) * dilation + 1 - stride state rows */
     uint16_t t_out;          /* output samples per frame */
     uint32_t in, in2, out;   /* arena offsets */
-    const int8_t *w;         /* conv1d [C_out][C_in][k], depthwise [C][k], pointwise [C_out][C_in] */
+    const void *w;           /* int8 conv1d [C_out][C_in][k], depthwise [C][k], pointwise [C_out][C_in];
+                                log_spectrum: its tc_spectrum_t */
     const int32_t *b;        /* [C_out] at exponent e_x + e_w, or NULL */
 } tc_layer_t;
+
+/* The fixed tables and constants of a log_spectrum layer (Python: spectrum_tables(n_fft) and the
+ * layer's (F, A, B) from spectrum_affine), all written by the C export: no floating point in C.
+ * Its layer row has c_in 1 (int16 PCM), kernel = n_fft (a power of two), stride = hop, history =
+ * n_fft - hop and c_out >= n_fft / 2 + 1 (rows padded with zero channels for the next pointwise).
+ * The driver calls the kernel through `log_spectrum` (= tc_log_spectrum, set by the generated
+ * header), so firmware whose model has no such layer does not link the FFT code. */
+typedef struct tc_spectrum tc_spectrum_t;
+struct tc_spectrum {
+    const int16_t *hann;    /* [n_fft] periodic Hann window, Q15 */
+    const int32_t *tw_re;   /* [n_fft / 2] cos(2 pi k / n_fft), Q30 */
+    const int32_t *tw_im;   /* [n_fft / 2] -sin(2 pi k / n_fft), Q30 */
+    const int32_t *log_lut; /* [256] log2(1 + (i + 0.5) / 256), Q16 */
+    void (*log_spectrum)(const int16_t *x, int n_fft, int hop, const tc_spectrum_t *spec, int t_out, int c_out,
+                         int32_t *work, int8_t *y);
+    int64_t log_floor, a, b; /* v = p + log_floor; q = sat8((a log2q(v) + b) >> 30) */
+};
 
 typedef struct {
     const char *preset;
@@ -59,7 +77,7 @@ typedef struct {
     int8_t z_shift;
     uint32_t arena_bytes, input, z, norms, residual; /* arena offsets */
     uint32_t tail_norms;     /* uint16 [n_q][K][D / 32 - 1] pruning bounds (32 divides D <= 128), else 0 */
-    uint32_t scratch, scratch_bytes; /* kernel scratch (tc_pointwise's widened input) */
+    uint32_t scratch, scratch_bytes; /* kernel scratch (tc_pointwise's widened input, tc_log_spectrum's FFT) */
 } tc_model_t;
 
 typedef struct {
@@ -96,6 +114,14 @@ void tc_residual_add(const int8_t *a, const int8_t *b, size_t n, int shift_a, in
  * pruning bounds ceil(sqrt(sum_{j >= 32 (m + 1)} c_j^2)) ([n_q][K][D / 32 - 1] uint16). */
 void tc_codebook_norms(const int8_t *codebooks, const int8_t *cb_shifts, int n_q, int k, int d, int32_t *norms,
                        uint16_t *tail_norms);
+/* The spectral frontend (tc_spectrum.c). tc_fft_int: in-place in-order complex FFT of re[n], im[n]
+ * (n a power of two >= 4): bit-reversed load, then log2 n radix-2 stages, each b w rounded once per
+ * component ((br wr - bi wi + 2^29) >> 30, int64 products), no scaling between stages.
+ * tc_log_spectrum: x [(t_out - 1) hop + n_fft] int16 PCM (history first) -> y [t_out][c_out] int8,
+ * channels n_fft / 2 + 1 .. c_out - 1 zero; `work` holds 2 n_fft int32 (4-byte aligned). */
+void tc_fft_int(int32_t *re, int32_t *im, int n, const int32_t *tw_re, const int32_t *tw_im);
+void tc_log_spectrum(const int16_t *x, int n_fft, int hop, const tc_spectrum_t *spec, int t_out, int c_out,
+                     int32_t *work, int8_t *y);
 /* codes[q * code_stride] for q < n_q: the exact squared-L2 argmin per level, ties -> lowest index */
 void tc_rvq_search(const int8_t *z, const int8_t *codebooks, const int32_t *norms, const uint16_t *tail_norms,
                    int n_q, int k, int d, int z_shift, const int8_t *cb_shifts, int16_t *residual,

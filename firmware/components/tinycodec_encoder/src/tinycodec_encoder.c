@@ -4,8 +4,21 @@
 
 #include <string.h>
 
+/* a log_spectrum row: PCM in, n_fft a power of two >= 4 split into history + hop, every bin has a
+ * channel, its tables given and the FFT work rows (2 n_fft int32) in the kernel scratch */
+static int spectrum_fits(const tc_model_t *m, const tc_layer_t *l)
+{
+    const unsigned n = l->kernel;
+    return l->c_in == 1 && n >= 4 && (n & (n - 1)) == 0 && l->stride > 0 && l->history + l->stride == n &&
+           l->c_out >= n / 2 + 1 && l->w != NULL && ((const tc_spectrum_t *)l->w)->log_spectrum != NULL &&
+           m->scratch_bytes >= 8u * n;
+}
+
 static int model_fits(const tc_model_t *m)
 {
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].op == TC_OP_LOG_SPECTRUM && !spectrum_fits(m, &m->layers[i]))
+            return 0;
     if (m->dim % 4 || m->n_q == 0 || m->residual + 2u * m->dim > m->arena_bytes ||
         m->norms + 4u * m->n_q * m->codebook_size > m->arena_bytes || (m->scratch & 3u) ||
         m->scratch + m->scratch_bytes > m->arena_bytes)
@@ -59,6 +72,15 @@ static void run_graph(tinycodec_encoder_t *enc)
             tc_conv1d((const int16_t *)(a + l->in), l->w, l->b, l->c_in, l->c_out, l->kernel, l->stride,
                       l->dilation, l->t_out, l->shift, (int8_t *)(a + l->out));
             break;
+        case TC_OP_LOG_SPECTRUM: {
+            /* tc_log_spectrum through the model's pointer (linked only when a model has the op); the
+             * PCM input, the FFT rows in the kernel scratch */
+            const tc_spectrum_t *spec = (const tc_spectrum_t *)l->w;
+            elem = 2;
+            spec->log_spectrum((const int16_t *)(a + l->in), l->kernel, l->stride, spec, l->t_out, l->c_out,
+                               (int32_t *)(a + m->scratch), (int8_t *)(a + l->out));
+            break;
+        }
         case TC_OP_DEPTHWISE:
             tc_depthwise((const int8_t *)(a + l->in), l->w, l->c_in, l->kernel, l->stride, l->dilation, l->t_out,
                          l->shift, (int8_t *)(a + l->out));
