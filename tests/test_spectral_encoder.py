@@ -64,6 +64,11 @@ def test_fixed_transform_is_not_a_weight():
     assert all(p.requires_grad for p in model.encoder.parameters())  # only learned layers are parameters
     macs = model.encoder.device_macs_per_frame()
     assert macs["layers"] == sum(p.numel() for p in model.encoder.layers.parameters() if p.dim() > 1)
+    from tinycodec.models.summary import summary
+
+    # the device runs an FFT, not the float model's DFT-as-a-convolution (257 x 2 x 512 MACs per frame)
+    assert summary(model).macs_encoder == pytest.approx(62.5 * (macs["fft"] + macs["layers"]))
+    assert macs["fft"] < 2 * 257 * 512 / 10
 
 
 def test_config_refuses_what_does_not_exist():

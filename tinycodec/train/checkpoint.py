@@ -170,11 +170,13 @@ def export_weights(ckpt, out: str | Path, dtype: torch.dtype | None = None, infe
         if inference_only and key.endswith(TRAINING_ONLY_BUFFERS):
             continue
         value = value.detach().cpu()
-        # an int8-exact encoder keeps float32: its biases sit on a grid finer than float16 holds,
-        # and a rounded bias would change the device's integers
-        exact = config.get("encoder_int8") and key.startswith("encoder.")
-        if dtype is not None and value.is_floating_point() and not exact:
-            value = value.to(dtype)
+        if dtype is not None and value.is_floating_point():
+            # an int8-exact encoder's tensors are cast only when the cast is exact (its int8-grid
+            # weights are; its biases sit on a grid finer than float16 holds, and a rounded bias
+            # would change the device's integers)
+            exact = config.get("encoder_int8") and key.startswith("encoder.")
+            if not exact or torch.equal(value.to(dtype).to(value.dtype), value):
+                value = value.to(dtype)
         tensors[key] = value.contiguous().clone()
     meta = {"format": "tinycodec", "family": family, "config": json.dumps(config), "step": str(step),
             "dtype": str(dtype or "as trained").replace("torch.", ""), "inference_only": str(int(inference_only))}
