@@ -266,7 +266,7 @@ def cmd_ship(args) -> int:
         f"{s.params_codebooks:,} codebooks, {s.params_decoder:,} decoder) |",
         f"| training steps | {getattr(model, 'checkpoint_step', '?')} (checkpoint with the best validation) |",
         f"| file | `tinycodec/pretrained/{args.name}.safetensors` ({out.stat().st_size:,} bytes, float16"
-        + (" except the int8-exact encoder's weights (float32: they hold its integer grid exactly)"
+        + (" except the int8-exact encoder's biases (float32: they hold its integer grid exactly; its int8-grid weights are exact in float16)"
            if cfg.encoder_int8 else "") + ", without the codebooks' EMA statistics"
         + (f"; its encoder and codebooks are read from `{args.encoder_from}.safetensors`, checked by encoder hash"
            if args.encoder_from else "") + ") |",
@@ -356,6 +356,32 @@ def cmd_cards(args) -> int:
             end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         card.write_text("\n".join(lines[:start] + section + lines[end:]).rstrip() + "\n")
         print(f"updated {card}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    """Put a new ``tinycodec eval`` JSON into a combined one (``benchmarks/quality.json``): the new
+    file's rows replace the combined file's rows of the same codecs, ``--rename OLD=NEW`` first renames
+    a shipped model's rows (``tiny_stft`` -> ``tiny_stft_v1`` when a new version takes the name)."""
+    from tinycodec.eval.evaluate import EvalResult
+
+    into = EvalResult.from_json(Path(args.into))
+    for pair in args.rename:
+        old, _, new = pair.partition("=")
+        if not new:
+            sys.exit(f"--rename takes OLD=NEW, got {pair!r}")
+        for row in into.clips:
+            if row["codec"] == old or row["codec"].startswith(old + "_nq"):
+                row["codec"] = new + row["codec"][len(old):]
+        into.model = ", ".join(new if m == old else m for m in (into.model or "").split(", ")) or None
+    results = [EvalResult.from_json(Path(p)) for p in args.new]
+    merged = EvalResult.combine([*results, into])  # checks the clips; the first file with a codec wins
+    fresh = {(row["file"], row["codec"]): row for row in merged.clips}
+    kept = [fresh.pop((row["file"], row["codec"])) for row in into.clips]  # in place: a small diff
+    merged.clips = kept + list(fresh.values())  # codecs the combined file did not have, last
+    merged.model = ", ".join(dict.fromkeys(m for r in (into, *results) for m in (r.model or "").split(", ") if m))
+    merged.to_json(Path(args.into))
+    print(f"merged {', '.join(args.new)} into {args.into}: {', '.join(merged.codecs)}")
     return 0
 
 
@@ -458,6 +484,11 @@ def main(argv=None) -> int:
     p.add_argument("names", nargs="+")
     p.add_argument("--eval-json", default="benchmarks/quality.json")
     p.set_defaults(func=cmd_cards)
+    p = sub.add_parser("merge", help="merge new eval JSONs into a combined one (new rows replace old ones)")
+    p.add_argument("new", nargs="+", help="tinycodec eval --json outputs")
+    p.add_argument("--into", required=True, help="the combined file, e.g. benchmarks/quality.json")
+    p.add_argument("--rename", nargs="*", default=[], metavar="OLD=NEW", help="rename a model's rows first")
+    p.set_defaults(func=cmd_merge)
     p = sub.add_parser("table", help="print the README's comparison table from an eval JSON")
     p.add_argument("names", nargs="+", help="model names, NAME@N for an n_q row")
     p.add_argument("--eval-json", default="benchmarks/quality.json")
