@@ -171,8 +171,8 @@ def spectrum_signals(n_fft: int, hop: int) -> dict[str, np.ndarray]:
 def _spectrum_case(case_dir: Path, n_fft: int, hop: int) -> dict:
     """Write spectrum_case.h (the exporter's tables + signals + FFT vectors); return the inputs."""
     from tinycodec.export.c_export import SPECTRUM_PAD, _c_array, spectrum_c_source
-    from tinycodec.export.int8 import spectrum_affine, spectrum_tables
     from tinycodec.modules import spectral_encoder as se
+    from tinycodec.modules.int8_spectrum import spectrum_affine, spectrum_tables
 
     # tiny_stft's output exponent (5: int8 never saturates) and a finer one that saturates both ways
     affines = [spectrum_affine(n_fft, e_y, se.LOG_FLOOR, se.LOG_SHIFT, se.LOG_SCALE)
@@ -239,7 +239,7 @@ def test_log_spectrum_c_is_the_python_reference_on_hard_inputs(target, tmp_path)
     impulses, a full-scale sine at a bin centre, white noise and full-scale DC: on the host (portable
     C, with and without the trivial-twiddle shortcuts) and on the Cortex-M4 under QEMU (the
     assembly butterflies)."""
-    from tinycodec.export.int8 import fft_int, log_spectrum
+    from tinycodec.modules.int8_spectrum import fft_int, log_spectrum
 
     reference: dict[tuple, dict] = {}
     for n_fft, hop in SPECTRUM_CASES:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from tinycodec.export.int8 import fft_int, log_spectrum, spectrum_affine, spectrum_tables
 from tinycodec.models import TinyStream, build_model, get_preset
 from tinycodec.models.config import TinyStreamConfig, config_to_dict
+from tinycodec.modules.int8_spectrum import fft_int, log_spectrum, spectrum_affine, spectrum_tables
 from tinycodec.modules.spectral_encoder import LOG_FLOOR, LOG_SCALE, LOG_SHIFT, CausalLogSpectrum
 
 

@@ -11,7 +11,7 @@ pointwise layers gets zero channels up to a multiple of 8 (:func:`pad_spectrum`:
 get zero columns, so every sum is the same integer) so that those pointwise layers take the DSP path.
 
 Spectral encoder. The ``log_spectrum`` row (``TC_OP_LOG_SPECTRUM``) points at a ``tc_spectrum_t``:
-the tables of :func:`tinycodec.export.int8.spectrum_tables` (Hann window, twiddles, log table) and
+the tables of :func:`tinycodec.modules.int8_spectrum.spectrum_tables` (Hann window, twiddles, log table) and
 the layer's ``(F, A, B)``, written here as integers (the C side computes none of them), and the
 kernel ``tc_log_spectrum`` (so a SEANet firmware never links the FFT code).
 
@@ -37,8 +37,9 @@ import numpy as np
 from torch import nn
 
 from tinycodec.export.calibration import calibration_audio, export_name, load_for_export, load_pcm
-from tinycodec.export.int8 import Int8Encoder, spectrum_tables
+from tinycodec.export.int8 import Int8Encoder
 from tinycodec.export.int8_quantize import quantize_encoder
+from tinycodec.modules.int8_spectrum import spectrum_tables
 
 logger = logging.getLogger(__name__)
 

@@ -7,12 +7,9 @@ at the accumulator exponent ``e_x + e_w``. A layer's output goes back to int8 by
 saturation to [-128, 127]. The input is PCM int16 (``e = 15``), so the first conv reads 16-bit
 samples. The residual VQ searches int8 codebooks with integer squared L2 distances.
 
-The spectral encoder (``encoder="stft"``) starts with :func:`log_spectrum` instead: per frame a Q15
-Hann window, a radix-2 FFT in int32 with Q30 twiddles (one rounding per butterfly product, no
-scaling: the values grow by at most ``n_fft``), the power in int64 and ``log2`` by the leading bit
-plus a 256-entry table, mapped affinely to int8. Only integer operations, so the C twin and every
-platform agree bit for bit; the tables are computed here once (:func:`spectrum_tables`) and
-exported, never recomputed on the device.
+The spectral encoder (``encoder="stft"``) starts with ``log_spectrum`` instead (its integer FFT and
+table log live in :mod:`tinycodec.modules.int8_spectrum`, shared with the int8-exact training
+encoder; the C twin is ``tc_log_spectrum``).
 
 Each kernel below has a C twin of the same name in ``firmware/components/tinycodec_encoder``
 (house style rule 9); the C code must produce the very same integers. Every kernel asserts that
@@ -28,17 +25,12 @@ Notebook: book/07_deployment.md
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
-INT32_MAX = 2**31 - 1
+from tinycodec.modules.int8_spectrum import check_int32, log_spectrum
+
 PCM_EXPONENT = 15  # int16 PCM: real = q / 32768
-
-
-def _check_int32(acc: np.ndarray, what: str) -> None:
-    if acc.size and (acc.max() > INT32_MAX or acc.min() < -INT32_MAX - 1):
-        raise OverflowError(f"{what}: int32 accumulator overflow (max |acc| = {np.abs(acc).max()})")
 
 
 def requantize(acc: np.ndarray, shift: int) -> np.ndarray:
@@ -53,7 +45,7 @@ def requantize(acc: np.ndarray, shift: int) -> np.ndarray:
     """
     acc = np.asarray(acc, dtype=np.int64)
     if shift > 0:
-        _check_int32(acc + (1 << (shift - 1)), "requantize rounding")
+        check_int32(acc + (1 << (shift - 1)), "requantize rounding")
         y = (acc + (1 << (shift - 1))) >> shift  # numpy >> on int64 is floor division, like ASR
     else:
         # |acc| > 128 saturates anyway and 8 bits of left shift saturate any acc != 0: clamping
@@ -90,7 +82,7 @@ def conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, shift: int, stride: int 
     acc = np.broadcast_to(b.astype(np.int64)[:, None], (w.shape[0], 1)).copy()
     for k, xk in enumerate(_taps(x, w.shape[2], stride, dilation)):
         acc = acc + w[:, :, k].astype(np.int64) @ xk.astype(np.int64)
-    _check_int32(acc, "conv1d")
+    check_int32(acc, "conv1d")
     return requantize(acc, shift)
 
 
@@ -107,14 +99,14 @@ def depthwise(x: np.ndarray, w: np.ndarray, shift: int, stride: int = 1, dilatio
     acc = 0
     for k, xk in enumerate(_taps(x, w.shape[1], stride, dilation)):
         acc = acc + w[:, k, None].astype(np.int64) * xk.astype(np.int64)
-    _check_int32(acc, "depthwise")
+    check_int32(acc, "depthwise")
     return requantize(acc, shift)
 
 
 def pointwise(x: np.ndarray, w: np.ndarray, b: np.ndarray, shift: int) -> np.ndarray:
     """1x1 conv: ``requantize(b + W x)`` for x [C_in, T], w [C_out, C_in] int8, b [C_out] int32."""
     acc = b.astype(np.int64)[:, None] + w.astype(np.int64) @ x.astype(np.int64)
-    _check_int32(acc, "pointwise")
+    check_int32(acc, "pointwise")
     return requantize(acc, shift)
 
 
@@ -122,123 +114,15 @@ def residual_add(a: np.ndarray, b: np.ndarray, shift_a: int, shift_b: int, shift
     """``requantize((a << shift_a) + (b << shift_b), shift)``: both operands aligned to the finer
     of their two exponents, summed in int32, then brought to the output exponent."""
     acc = (a.astype(np.int64) << shift_a) + (b.astype(np.int64) << shift_b)
-    _check_int32(acc, "residual_add")
+    check_int32(acc, "residual_add")
     return requantize(acc, shift)
-
-
-# -- the spectral encoder's frontend (encoder="stft"): a fixed-point FFT and a table log ----------
-HANN_BITS = 15  # window: int16, w * 2**15 (1.0 clamped to 32767)
-TWIDDLE_BITS = 30  # FFT twiddles: int32, e**(-2 pi i k / N) * 2**30
-LOG_BITS = 16  # log2 in Q16: floor(log2 v) * 2**16 + LUT[next LOG_LUT_BITS bits of v]
-LOG_LUT_BITS = 8
-AFFINE_BITS = 30  # the log -> int8 map: q = (A * L + B) >> 30, A and B int64
-
-
-@lru_cache(maxsize=8)
-def spectrum_tables(n_fft: int) -> dict[str, np.ndarray]:
-    """The fixed tables of :func:`log_spectrum` for an ``n_fft``-point frame (a power of two):
-    ``hann`` int16 [N] (periodic), ``tw_re`` / ``tw_im`` int32 [N / 2] and ``log_lut`` int32
-    [2**LOG_LUT_BITS] = ``log2(1 + (i + 0.5) / 256)`` in Q16 (the middle of each mantissa bin).
-    The C export writes exactly these arrays, so both sides read the same integers."""
-    if n_fft < 4 or n_fft & (n_fft - 1):
-        raise ValueError(f"the int8 spectral frontend needs a power-of-two FFT size, got {n_fft}")
-    n = np.arange(n_fft, dtype=np.float64)
-    hann = np.minimum(np.round((0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)) * 2.0**HANN_BITS), 2**HANN_BITS - 1)
-    k = np.arange(n_fft // 2, dtype=np.float64)
-    lut = np.log2(1.0 + (np.arange(2**LOG_LUT_BITS) + 0.5) / 2**LOG_LUT_BITS)
-    tables = {"hann": hann.astype(np.int16),
-              "tw_re": np.round(np.cos(2 * np.pi * k / n_fft) * 2.0**TWIDDLE_BITS).astype(np.int32),
-              "tw_im": np.round(-np.sin(2 * np.pi * k / n_fft) * 2.0**TWIDDLE_BITS).astype(np.int32),
-              "log_lut": np.round(lut * 2.0**LOG_BITS).astype(np.int32)}
-    for t in tables.values():
-        t.flags.writeable = False
-    return tables
-
-
-def spectrum_affine(n_fft: int, e_y: int, log_floor: float, log_shift: float, log_scale: float) -> tuple[int, int, int]:
-    """Integer constants ``(F, A, B)`` of :func:`log_spectrum` for the float feature
-    ``(ln(p + log_floor) + log_shift) / log_scale`` at output exponent ``e_y``.
-
-    The integer spectrum is ``X_int = 2**(15 + log2(N) - 1) X`` (int16 PCM, a Q15 window whose
-    sum is ``N / 2``), so ``p_int = 2**c p`` with ``c = 2 (14 + log2 N)``; ``F = round(log_floor
-    2**c)`` is the floor in those units and ``q = (A L + B) >> AFFINE_BITS`` with ``L`` the Q16
-    ``log2(p_int + F)``: ``A = ln2 2**(e_y + AFFINE_BITS - LOG_BITS) / log_scale``, ``B`` the rest
-    plus the rounding half."""
-    c = 2 * (14 + int(np.log2(n_fft)))
-    scale = 2.0**e_y / log_scale
-    floor_int = int(round(log_floor * 2.0**c))
-    a = int(round(np.log(2.0) * scale * 2.0 ** (AFFINE_BITS - LOG_BITS)))
-    b = int(round((log_shift - c * np.log(2.0)) * scale * 2.0**AFFINE_BITS)) + (1 << (AFFINE_BITS - 1))
-    if floor_int < 2**LOG_LUT_BITS:
-        raise ValueError(f"log floor {log_floor} is below the integer spectrum's resolution")
-    return floor_int, a, b
-
-
-def fft_int(re: np.ndarray, im: np.ndarray, tw_re: np.ndarray, tw_im: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """In-order complex FFT of rows [F, N] (int64 holding int32) by radix-2 decimation in time:
-    bit-reversed load, then ``log2 N`` stages of butterflies ``a +- (b w)`` where ``b w`` is
-    rounded once per component: ``(br wr - bi wi + 2**29) >> 30``. No scaling between stages:
-    int16 input grows by at most ``N`` (24 bits for N = 512), so int32 holds every value."""
-    n = re.shape[-1]
-    rev = np.zeros(n, dtype=np.int64)
-    bits = n.bit_length() - 1
-    for b in range(bits):
-        rev |= ((np.arange(n) >> b) & 1) << (bits - 1 - b)
-    re, im = re[:, rev], im[:, rev]
-    half, rnd = 1, 1 << (TWIDDLE_BITS - 1)
-    while half < n:
-        wr = tw_re[:: n // (2 * half)][:half].astype(np.int64)
-        wi = tw_im[:: n // (2 * half)][:half].astype(np.int64)
-        r = re.reshape(-1, n // (2 * half), 2, half)
-        i = im.reshape(-1, n // (2 * half), 2, half)
-        tr = (r[:, :, 1] * wr - i[:, :, 1] * wi + rnd) >> TWIDDLE_BITS
-        ti = (r[:, :, 1] * wi + i[:, :, 1] * wr + rnd) >> TWIDDLE_BITS
-        re = np.stack([r[:, :, 0] + tr, r[:, :, 0] - tr], axis=2).reshape(-1, n)
-        im = np.stack([i[:, :, 0] + ti, i[:, :, 0] - ti], axis=2).reshape(-1, n)
-        half *= 2
-    return re, im
-
-
-def log_spectrum(x: np.ndarray, n_fft: int, hop: int, affine: tuple[int, int, int]) -> np.ndarray:
-    """The spectral encoder's frontend in integers: int16 PCM -> int8 log power spectrum.
-
-    Frame ``f`` reads ``x[f hop : f hop + n_fft]``; per frame: window ``(x h + 2**14) >> 15``,
-    :func:`fft_int`, power ``re**2 + im**2`` (int64) for bins ``0 .. N / 2``, ``v = p + F``,
-    ``L = (m << 16) + log_lut[(v >> (m - 8)) - 256]`` with ``m = floor(log2 v)``, then
-    ``sat8((A L + B) >> 30)`` (constants from :func:`spectrum_affine`).
-
-    Args:
-        x (ndarray): [..., 1, P + T] int16 values, ``P = n_fft - hop`` history samples first.
-        n_fft (int), hop (int): frame and hop sizes.
-        affine (tuple): ``(F, A, B)``.
-
-    Returns:
-        ndarray: [..., n_fft // 2 + 1, T // hop] int8 values.
-    """
-    tab = spectrum_tables(n_fft)
-    lead, length = x.shape[:-2], x.shape[-1]
-    n_out = (length - n_fft) // hop + 1
-    idx = np.arange(n_out)[:, None] * hop + np.arange(n_fft)[None, :]
-    frames = np.asarray(x, dtype=np.int64).reshape(-1, length)[:, idx].reshape(-1, n_fft)  # [B F, N]
-    windowed = (frames * tab["hann"].astype(np.int64) + (1 << (HANN_BITS - 1))) >> HANN_BITS
-    re, im = fft_int(windowed, np.zeros_like(windowed), tab["tw_re"], tab["tw_im"])
-    _check_int32(re, "log_spectrum fft")
-    _check_int32(im, "log_spectrum fft")
-    bins = n_fft // 2 + 1
-    floor_int, a, b = affine
-    v = re[:, :bins] ** 2 + im[:, :bins] ** 2 + floor_int
-    m = np.floor(np.log2(v.astype(np.float64))).astype(np.int64)
-    m -= (np.int64(1) << m) > v  # float64 may round v up to the next power of two
-    log2_q = (m << LOG_BITS) + tab["log_lut"][(v >> (m - LOG_LUT_BITS)) - (1 << LOG_LUT_BITS)]
-    q = np.clip((a * log2_q + b) >> AFFINE_BITS, -128, 127)
-    return q.reshape(*lead, n_out, bins).swapaxes(-1, -2)
 
 
 def codebook_norms(codebooks: np.ndarray, cb_shifts: np.ndarray) -> np.ndarray:
     """``||c_k||^2 << s_i`` of int8 codebooks [n_q, K, D] -> [n_q, K] int32 (computed once at init)."""
     cb = codebooks.astype(np.int64)
     norms = (cb * cb).sum(-1) << np.asarray(cb_shifts, dtype=np.int64)[:, None]
-    _check_int32(norms, "codebook_norms")
+    check_int32(norms, "codebook_norms")
     return norms
 
 
@@ -268,7 +152,7 @@ def rvq_search(z: np.ndarray, codebooks: np.ndarray, norms: np.ndarray, z_shift:
         if np.abs(r).max(initial=0) > 32767:
             raise OverflowError("rvq_search: residual leaves int16")
         dot = cb @ r  # [K, F]
-        _check_int32(dot, "rvq_search dot")
+        check_int32(dot, "rvq_search dot")
         score = norm[:, None] - 2 * dot
         idx = score.argmin(0)  # first minimum: ties -> lowest index
         codes.append(idx)

@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinycodec.export.calibration import as_pcm_list, calibration_audio
-from tinycodec.export.int8 import PCM_EXPONENT, Int8Encoder, Int8Layer, spectrum_affine
+from tinycodec.export.int8 import PCM_EXPONENT, Int8Encoder, Int8Layer
 from tinycodec.modules.graph import extract_graph
+from tinycodec.modules.int8_spectrum import spectrum_affine
 
 logger = logging.getLogger(__name__)
 

@@ -174,8 +174,8 @@ class Int8ExactEncoder(StreamingModule):
     def _log_spectrum(self, x: Tensor, e_y: int) -> Tensor:
         """The spectral frontend, computed by the int8 reference itself (it has no weights, so no
         gradient: ``x`` [B, 1, P + T] integer PCM -> [B, bins, T // hop] int8 values)."""
-        from tinycodec.export.int8 import log_spectrum, spectrum_affine
         from tinycodec.modules import spectral_encoder as se
+        from tinycodec.modules.int8_spectrum import log_spectrum, spectrum_affine
 
         spec = self._graph[0]["module"]
         affine = spectrum_affine(spec.n_fft, e_y, se.LOG_FLOOR, se.LOG_SHIFT, se.LOG_SCALE)

@@ -1,5 +1,5 @@
 /* The spectral encoder's frontend: int16 PCM -> int8 log power spectrum, per frame a windowed
- * fixed-point FFT and a table log2. Twins of fft_int / log_spectrum in tinycodec/export/int8.py:
+ * fixed-point FFT and a table log2. Twins of fft_int / log_spectrum in tinycodec/modules/int8_spectrum.py:
  * the same integers, every table and constant from the generated model header (tc_spectrum_t).
  *
  * Per frame of n = n_fft samples:
