@@ -118,7 +118,7 @@ def test_int8_spectral_encoder_streams_and_agrees_with_float_on_real_audio():
     from tinycodec.export.int8_quantize import code_agreement, quantize_encoder
     from tinycodec.pretrained import load_pretrained
 
-    model = load_pretrained("tiny_stft")
+    model = load_pretrained("tiny_stft_v1")  # the float version: post-training quantization
     enc = quantize_encoder(model)
     assert enc.layers[0].op == "log_spectrum" and enc.layers[0].history == 256
     pcm = load_pcm(default_calib_wavs()[0], 16000, 3.0)
@@ -135,7 +135,7 @@ def test_int8_exact_spectral_model_is_the_reference_bit_for_bit():
     from tinycodec.export.qat import prepare_int8_model
     from tinycodec.pretrained import load_pretrained
 
-    model = prepare_int8_model(load_pretrained("tiny_stft"), [speechlike(2.0, seed=1)[0, 0].numpy()])
+    model = prepare_int8_model(load_pretrained("tiny_stft_v1"), [speechlike(2.0, seed=1)[0, 0].numpy()])
     assert model.config.encoder == "stft" and model.config.encoder_int8
     x = speechlike(0.96, seed=2)
     with torch.no_grad():
@@ -201,3 +201,22 @@ def test_onnx_export_gives_the_same_codes(tmp_path):
     codes = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():
         assert (codes == model.encode(x).numpy()).mean() == 1.0
+
+
+def test_the_deployed_release_keeps_the_float_versions_files_decodable():
+    """tiny_stft is now the int8-exact encoder (another encoder hash); a file the float version wrote
+    while it was called tiny_stft finds it under its new name, tiny_stft_v1, by that hash."""
+    from tinycodec.bitstream import read_tcz_header, write_tcz
+    from tinycodec.bitstream.model_io import encoder_hash, find_model
+    from tinycodec.export.int8_quantize import int8_encoder_of
+    from tinycodec.pretrained import load_pretrained
+
+    deployed, float_v1 = load_pretrained("tiny_stft"), load_pretrained("tiny_stft_v1")
+    assert deployed.config.encoder_int8 and not float_v1.config.encoder_int8
+    assert encoder_hash(deployed) != encoder_hash(float_v1)
+    old = write_tcz(np.zeros((4, 8), np.int64), model_id="tiny_stft", model_hash=bytes.fromhex(encoder_hash(float_v1)),
+                    sample_rate=16000, hop_length=256, length=8 * 256, bits=9)
+    assert find_model(read_tcz_header(old)).model_id == "tiny_stft_v1"
+    x = speechlike(0.5, seed=4)
+    with torch.no_grad():  # and the deployed model's codes are the device's
+        np.testing.assert_array_equal(deployed.encode(x)[0].numpy(), int8_encoder_of(deployed).encode(x))
