@@ -22,7 +22,14 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tinycodec.export.c_export import LAYER_STRUCT_BYTES, fuse_relu, pad_spectrum, plan_arena, spectrum_bytes
+from tinycodec.export.c_export import (
+    LAYER_STRUCT_BYTES,
+    fft_bytes,
+    fuse_relu,
+    pad_spectrum,
+    plan_arena,
+    spectrum_bytes,
+)
 from tinycodec.export.int8 import Int8Encoder
 from tinycodec.modules.spectral_encoder import spectrum_macs_per_frame
 
@@ -102,7 +109,7 @@ def device_budget(enc: Int8Encoder) -> DeviceBudget:
     plan = plan_arena(enc)
     enc = pad_spectrum(enc)  # the C table's spectrum channels: the readers' zero weight columns are stored
     frame_rate = enc.sample_rate / enc.hop_length
-    weights = biases = state = tables = fft = 0
+    weights = biases = state = tables = 0
     macs = {"conv1d": 0.0, "depthwise": 0.0, "pointwise": 0.0}
     elementwise = 0.0
     for layer in enc.layers:
@@ -111,7 +118,6 @@ def device_budget(enc: Int8Encoder) -> DeviceBudget:
         if layer.op == "log_spectrum":  # no weights: fixed tables, FFT rows in the scratch
             n_fft = layer.history + layer.stride
             tables += spectrum_bytes(n_fft)
-            fft = max(fft, 8 * n_fft)
             macs["log_spectrum"] = macs.get("log_spectrum", 0.0) + outputs * spectrum_macs_per_frame(n_fft)
         elif layer.weight is not None:
             weights += layer.weight.size
@@ -130,7 +136,7 @@ def device_budget(enc: Int8Encoder) -> DeviceBudget:
                         layer_table=table, flash_bytes=weights + biases + codebooks + table + tables,
                         arena_bytes=plan["bytes"], state_bytes=state, norms_bytes=n_q * k * 4,
                         residual_bytes=d * 2, macs_per_second=macs, elementwise_per_second=elementwise,
-                        spectrum_tables=tables, fft_bytes=fft)
+                        spectrum_tables=tables, fft_bytes=fft_bytes(enc))
 
 
 def s3_estimate(macs_per_second: dict, elementwise_per_second: float = 0.0, clock_hz: float = S3_CLOCK_HZ,

@@ -151,11 +151,16 @@ def rvq_checks(dim: int) -> int:
     return checks if 0 < checks <= MAX_RVQ_CHECKS else 0
 
 
+def fft_bytes(enc: Int8Encoder) -> int:
+    """``tc_log_spectrum``'s FFT rows (``2 n_fft`` int32) of the largest ``log_spectrum`` layer (0: none)."""
+    return max([8 * (layer.history + layer.stride) for layer in enc.layers if layer.op == "log_spectrum"], default=0)
+
+
 def scratch_bytes(enc: Int8Encoder, length: dict) -> int:
     """Scratch for ``tc_pointwise`` (int16 copy of its input, a chunk of rows at a time): at least
     4 rows of the widest input, at most what the largest input needs; at least the FFT rows
     (``2 n_fft`` int32) of a ``log_spectrum`` layer (the kernels never run at the same time)."""
-    fft = max([8 * (layer.history + layer.stride) for layer in enc.layers if layer.op == "log_spectrum"], default=0)
+    fft = fft_bytes(enc)
     pw = [(length[layer.output], enc.channels[layer.inputs[0]]) for layer in enc.layers if layer.op == "pointwise"]
     if not pw:
         return fft

@@ -32,7 +32,6 @@ from torch import nn
 from tinycodec.export.calibration import as_pcm_list, calibration_audio
 from tinycodec.export.int8 import PCM_EXPONENT, Int8Encoder, Int8Layer
 from tinycodec.modules.graph import extract_graph
-from tinycodec.modules.int8_spectrum import spectrum_affine
 
 logger = logging.getLogger(__name__)
 
@@ -135,11 +134,8 @@ def conv_layer(fl: dict, wq: np.ndarray, bq: np.ndarray, shift: int) -> Int8Laye
 
 def spectrum_layer(fl: dict, e_y: int) -> Int8Layer:
     """The :class:`Int8Layer` of a ``log_spectrum`` graph layer whose int8 output has exponent ``e_y``."""
-    from tinycodec.modules import spectral_encoder as se
-
     spec = fl["module"]
-    affine = spectrum_affine(spec.n_fft, e_y, se.LOG_FLOOR, se.LOG_SHIFT, se.LOG_SCALE)
-    return Int8Layer("log_spectrum", fl["inputs"], fl["output"], bias=np.array(affine, dtype=np.int64),
+    return Int8Layer("log_spectrum", fl["inputs"], fl["output"], bias=np.array(spec.int8_affine(e_y), dtype=np.int64),
                      stride=spec.hop, history=spec.n_fft - spec.hop, name=fl["name"])
 
 

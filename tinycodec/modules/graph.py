@@ -37,8 +37,7 @@ def extract_graph(encoder: nn.Module) -> tuple[list[dict], dict[int, int]]:
     def visit(m: nn.Module, x: int, name: str) -> int:
         if isinstance(m, SpectralEncoder):
             spec = m.spectrum
-            x = add("log_spectrum", [x], spec.bins, history=spec.n_fft - spec.hop, name="spectrum", module=spec,
-                    stride=spec.hop)
+            x = add("log_spectrum", [x], spec.bins, history=spec.n_fft - spec.hop, name="spectrum", module=spec)
             return visit(m.layers, x, "layers")
         if isinstance(m, StreamingSeparableConv1d):
             return visit(m.pointwise, visit(m.depthwise, x, name + ".depthwise"), name + ".pointwise")

@@ -174,12 +174,10 @@ class Int8ExactEncoder(StreamingModule):
     def _log_spectrum(self, x: Tensor, e_y: int) -> Tensor:
         """The spectral frontend, computed by the int8 reference itself (it has no weights, so no
         gradient: ``x`` [B, 1, P + T] integer PCM -> [B, bins, T // hop] int8 values)."""
-        from tinycodec.modules import spectral_encoder as se
-        from tinycodec.modules.int8_spectrum import log_spectrum, spectrum_affine
+        from tinycodec.modules.int8_spectrum import log_spectrum
 
         spec = self._graph[0]["module"]
-        affine = spectrum_affine(spec.n_fft, e_y, se.LOG_FLOOR, se.LOG_SHIFT, se.LOG_SCALE)
-        q = log_spectrum(x.detach().cpu().numpy().astype("int64"), spec.n_fft, spec.hop, affine)
+        q = log_spectrum(x.detach().cpu().numpy().astype("int64"), spec.n_fft, spec.hop, spec.int8_affine(e_y))
         return torch.from_numpy(q).to(device=x.device, dtype=x.dtype)
 
     def forward(self, wav: Tensor) -> Tensor:

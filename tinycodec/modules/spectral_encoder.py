@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from tinycodec.modules.conv import StreamingConv1d, make_conv
+from tinycodec.modules.int8_spectrum import spectrum_affine
 from tinycodec.modules.seanet import ResidualUnit, make_activation
 from tinycodec.modules.streaming import StreamingModule
 
@@ -58,6 +59,11 @@ class CausalLogSpectrum(StreamingModule):
         # shipped weights) and always exact in float32
         del self.dft.conv.weight
         self.dft.conv.register_buffer("weight", basis[:, None, :].float(), persistent=False)
+
+    def int8_affine(self, e_y: int) -> tuple[int, int, int]:
+        """``(F, A, B)`` of the integer frontend (:func:`tinycodec.modules.int8_spectrum.log_spectrum`)
+        that computes this feature as int8 at exponent ``e_y``."""
+        return spectrum_affine(self.n_fft, e_y, LOG_FLOOR, LOG_SHIFT, LOG_SCALE)
 
     def forward(self, wav: Tensor) -> Tensor:
         spec = self.dft(wav)
