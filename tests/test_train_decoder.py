@@ -67,5 +67,53 @@ def test_cli_flags_for_decoder_training_reach_the_config():
 def test_shape_flags_with_init_are_refused_not_ignored(corpus, trained, tmp_path, tiny_config):
     from tinycodec.train.loop import init_from
 
-    with pytest.raises(ValueError, match="num_quantizers=5 would be ignored"):
-        init_from(tiny_config(corpus, tmp_path, model=None, preset=None, init=str(trained), num_quantizers=5))
+    with pytest.raises(ValueError, match="num_quantizers=2 would be ignored"):
+        init_from(tiny_config(corpus, tmp_path, model=None, preset=None, init=str(trained), num_quantizers=2))
+    with pytest.raises(ValueError, match="C=4 would be ignored"):
+        init_from(tiny_config(corpus, tmp_path, model=None, preset=None, init=str(trained), C=4))
+
+
+def test_init_with_more_codebook_levels_keeps_the_old_ones(corpus, trained, tmp_path, tiny_config):
+    """--num_quantizers above --init's: its levels and encoder load, the added level starts fresh and is
+    initialised from the data on the first step; frozen, the added level could never learn: refused."""
+    base = load_checkpoint(trained)
+    cfg = tiny_config(corpus, tmp_path, model=None, preset=None, init=str(trained), num_quantizers=3,
+                      max_steps=0)
+    grown = train(cfg).model
+    assert grown.config.num_quantizers == 3 and len(grown.quantizer.layers) == 3
+    for old, new in zip(base.quantizer.layers, grown.quantizer.layers[:2]):
+        assert torch.equal(old.embed, new.embed.cpu())
+    assert not bool(grown.quantizer.layers[2].initialized)  # k-means on the first training batch
+    stepped = train(tiny_config(corpus, tmp_path / "one", model=None, preset=None, init=str(trained),
+                                num_quantizers=3, max_steps=1)).model
+    assert bool(stepped.quantizer.layers[2].initialized)
+    with pytest.raises(ValueError, match="added codebook level"):
+        train(tiny_config(corpus, tmp_path / "frozen", model=None, preset=None, init=str(trained),
+                          num_quantizers=3, freeze_encoder=True))
+
+
+def test_deeper_server_decoder_starts_as_the_init_model():
+    """--decoder-layers above the init model's: the loaded blocks keep their weights, the added ones
+    start as the identity, so the grown model decodes exactly what the init model decoded; training
+    then moves the added blocks' layer scale off zero."""
+    from dataclasses import replace
+
+    from tinycodec.models import TinyStream
+    from tinycodec.train.loop import load_init_state
+
+    torch.manual_seed(0)
+    small = TinyStream.from_preset("ultra_tiny")
+    config = replace(small.config, decoder="server", decoder_dim=32, decoder_layers=2)
+    base = TinyStream(config).eval()
+    for p in base.decoder.parameters():  # trained-looking weights, not the init's
+        p.data.normal_(0, 0.1)
+    deep = TinyStream(replace(config, decoder_layers=4)).eval()
+    load_init_state(deep, base.state_dict())
+    assert [b.gamma.abs().sum().item() for b in deep.decoder.blocks[2:]] == [0.0, 0.0]
+    assert torch.equal(deep.decoder.blocks[1].gamma, base.decoder.blocks[1].gamma)
+    x = torch.randn(1, 1, 16000)
+    with torch.no_grad():
+        assert torch.equal(deep(x).reconstruction, base(x).reconstruction)
+    deep.train()
+    deep(x).reconstruction.square().mean().backward()
+    assert deep.decoder.blocks[3].gamma.grad.abs().sum() > 0  # the added block can learn

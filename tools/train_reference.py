@@ -4,6 +4,7 @@
     tinycodec data fetch nature --to data/nature      # 48 min of real ambience and animals
     python tools/train_reference.py train tiny --steps 20000 [--device cuda] [--threads 1]
     python tools/train_reference.py follow RUN        # beside it: PESQ-WB/STOI/log-mel of each checkpoint
+    python tools/train_reference.py follow RUN --checkpoints KEPT --stride 1000   # afterwards, from kept copies
     python tools/train_reference.py curves RUN...     # those curves, with their starting models, in one JSON
     python tools/train_reference.py ship tiny CHECKPOINT [--eval-json benchmarks/quality.json]
 
@@ -59,6 +60,7 @@ def cmd_train(args) -> int:
     config = TrainConfig(
         preset=None if args.init else args.preset, init=args.init, decoder=args.decoder, encoder=args.encoder,
         freeze_encoder=args.freeze_encoder, disc=disc, model_overrides=decoder_overrides(args),
+        num_quantizers=args.codebooks,
         audio_dir=str(audio_dir), audio_length=0.5, batch_size=args.batch_size,
         g_lr=args.lr or LEARNING_RATES[family], lr_gamma=0.99995, disc_warmup_steps=args.gan_from, max_steps=args.steps,
         disc_window=args.disc_window,
@@ -112,11 +114,12 @@ def cmd_follow(args) -> int:
     """
     folder = ROOT / "checkpoints" / f"reference_{args.run}"
     out, data = folder / "val_speech.json", link_corpora()
+    source = Path(args.checkpoints) if args.checkpoints else folder
     while True:
         done = json.loads(out.read_text()) if out.exists() else {}
-        for ckpt in sorted(folder.glob("step_*.pt")):
+        for ckpt in sorted(source.glob("step_*.pt")):
             step = str(int(ckpt.stem.split("_")[1]))
-            if step not in done:
+            if step not in done and int(step) % args.stride == 0:
                 try:
                     done[step] = val_speech_scores(ckpt, data)
                 except (OSError, RuntimeError) as exc:  # deleted or half-written meanwhile: next round
@@ -126,6 +129,7 @@ def cmd_follow(args) -> int:
                 out.write_text(json.dumps(done, indent=1) + "\n")
                 print(f"[follow] step {step}: {done[step]}", flush=True)
         finished = (folder / "runs.json").exists() and folder.joinpath("runs.json").stat().st_mtime > args.started
+        finished = finished or args.checkpoints is not None  # kept copies: the run is over, one pass
         if finished and not args.keep:
             return 0
         time.sleep(args.poll)
@@ -159,7 +163,10 @@ def cmd_curves(args) -> int:
             "losses": "mel" if meta.get("gan_from_step") is None else f"mel + GAN from step {meta['gan_from_step']}",
             "curve": ({"0": starts[init]} if init else {}) | curve,
         }
-    Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    out = Path(args.json)
+    if args.merge and out.exists():  # runs recorded earlier (their checkpoints may be gone) stay
+        report["runs"] = json.loads(out.read_text())["runs"] | report["runs"]
+    out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.json}")
     return 0
 
@@ -448,6 +455,9 @@ def main(argv=None) -> int:
                    help="server decoder: ConvNeXt width (default 256)")
     p.add_argument("--decoder-layers", dest="decoder_layers", type=int, default=None, metavar="N",
                    help="server decoder: ConvNeXt blocks (default 8)")
+    p.add_argument("--codebooks", type=int, default=None, metavar="N",
+                   help="codebook levels; with --init, more than its own adds fresh levels after them "
+                        "(a higher bitrate; the encoder and the old levels keep training)")
     p.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true",
                    help="encoder and codebooks fixed: only the decoder learns (the codes stay valid)")
     p.add_argument("--ms-stft", dest="ms_stft", action="store_true",
@@ -462,10 +472,16 @@ def main(argv=None) -> int:
     p.add_argument("run", help="run name (checkpoints/reference_RUN)")
     p.add_argument("--poll", type=float, default=60.0, help="seconds between looks for new checkpoints")
     p.add_argument("--keep", action="store_true", help="keep following after the run has ended")
+    p.add_argument("--checkpoints", default=None, metavar="DIR",
+                   help="score the step checkpoints in DIR once, instead (e.g. hard links kept while the run deleted them)")
+    p.add_argument("--stride", type=int, default=1, metavar="STEPS",
+                   help="score only the checkpoints whose step is a multiple of this")
     p.set_defaults(func=cmd_follow, started=time.time())
     p = sub.add_parser("curves", help="collect the validation-speech curves of runs into one JSON")
     p.add_argument("runs", nargs="+", help="run names (checkpoints/reference_RUN)")
     p.add_argument("--json", default="benchmarks/decoder_runs.json")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the runs already in --json (a run named again is replaced)")
     p.set_defaults(func=cmd_curves)
     p = sub.add_parser("ship")
     p.add_argument("name")

@@ -405,12 +405,20 @@ def init_from(cfg: TrainConfig) -> tuple[str, dict, dict]:
     from tinycodec.pretrained import load_model
 
     shape = {k: getattr(cfg, k) for k in MODEL_FIELDS if getattr(cfg, k) is not None}
+    source = load_model(cfg.init)
+    levels = shape.pop("num_quantizers", None)
+    if levels is not None and levels <= source.config.num_quantizers:
+        shape["num_quantizers"] = levels  # fewer levels are a decode-time choice (n_q), not a new model
     if shape:
         raise ValueError(f"--init {cfg.init} takes its shape from that model; "
                          f"{', '.join(f'{k}={v}' for k, v in shape.items())} would be ignored: drop it, or train "
                          "a preset without --init")
-    source = load_model(cfg.init)
     model_config = asdict(source.config) | dict(cfg.model_overrides)
+    if levels is not None:  # more codebook levels: the init's are kept, the added ones start fresh
+        if cfg.freeze_encoder:
+            raise ValueError(f"--freeze-encoder would freeze the {levels - source.config.num_quantizers} added "
+                             "codebook level(s) before they learn anything; drop one of them")
+        model_config["num_quantizers"] = levels
     for part in ("encoder", "decoder"):
         if getattr(cfg, part) is not None:
             model_config[part] = getattr(cfg, part)
@@ -432,12 +440,34 @@ def load_init_state(model: nn.Module, state: dict) -> None:
     own = model.state_dict()
     shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     fresh_encoder = not any(k.startswith(("encoder.", "quantizer.")) for k in state)
-    needed = [k for k in own if k.startswith(("encoder.", "quantizer.")) and k not in shared]
+    # a whole codebook level that --init does not have is an added level (more num_quantizers): fresh
+    init_levels = {k.split(".")[2] for k in state if k.startswith("quantizer.layers.")}
+    needed = [k for k in own if k.startswith(("encoder.", "quantizer.")) and k not in shared
+              and not (k.startswith("quantizer.layers.") and k.split(".")[2] not in init_levels)]
     if needed and not fresh_encoder:
         raise ValueError(f"--init model lacks encoder/codebook tensors of this model: {needed[:5]}")
     model.load_state_dict(shared, strict=False)
-    log.info("initialised %d of %d tensors from --init (new: %s)", len(shared), len(own),
-             sorted({k.split(".")[0] for k in own if k not in shared}) or "none")
+    grown = _grown_blocks_as_identity(model, shared)
+    log.info("initialised %d of %d tensors from --init (new: %s)%s", len(shared), len(own),
+             sorted({k.split(".")[0] for k in own if k not in shared}) or "none",
+             f"; {len(grown)} added residual blocks start as the identity" if grown else "")
+
+
+def _grown_blocks_as_identity(model: nn.Module, loaded: dict) -> list[str]:
+    """Zero the layer scale of every residual block none of whose tensors came from ``--init`` while
+    a block beside it did (``--decoder-layers`` above the init model's): such a block then adds
+    nothing, and the deeper model starts computing exactly what the init model computed. Returns
+    the names of those blocks."""
+    from tinycodec.modules.server_decoder import ConvNeXtBlock
+
+    blocks = {name: m for name, m in model.named_modules() if isinstance(m, ConvNeXtBlock)}
+    loaded_here = {name: any(k.startswith(name + ".") for k in loaded) for name in blocks}
+    parents = {name.rsplit(".", 1)[0] for name, hit in loaded_here.items() if hit}
+    grown = [name for name, hit in loaded_here.items() if not hit and name.rsplit(".", 1)[0] in parents]
+    with torch.no_grad():
+        for name in grown:
+            blocks[name].gamma.zero_()
+    return grown
 
 
 def train(config: TrainConfig | None = None, **overrides) -> TrainResult:
