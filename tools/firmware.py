@@ -228,6 +228,11 @@ def esp32s3_estimate(portable_instructions: int, mhz: float = 240.0) -> dict:
             "core_load": round(cycles / (mhz * 1e6), 3), "ms_per_16ms_frame": round(cycles / (mhz * 1e6) * 16, 2)}
 
 
+# fields of an earlier entry that a re-measurement keeps when it does not measure them itself
+# (the *_before split is carried by before_fields)
+KEPT_IF_SKIPPED = ("espdl",)
+
+
 def espdl_report(preset: str, build: Path) -> dict:
     """ESP-DL: the 8-bit esp-ppq export of the shipped model (streaming checked against the
     whole-signal graph) compared layer by layer with our int8 reference (espdl_compare)."""
@@ -365,8 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     for entry in report.values():
         entry["host"] = {"machine": platform.machine(), "python": platform.python_version()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    kept = {p: e for p, e in (json.loads(args.out.read_text()) if args.out.exists() else {}).items()
-            if p not in report}  # presets not measured in this run keep their entries
+    earlier = json.loads(args.out.read_text()) if args.out.exists() else {}
+    kept = {p: e for p, e in earlier.items() if p not in report}  # presets not measured in this run keep their entries
+    for preset, entry in report.items():  # and what this run skipped (ESP-DL with --no-espdl)
+        report[preset] = {**{k: v for k, v in earlier.get(preset, {}).items() if k in KEPT_IF_SKIPPED}, **entry}
     args.out.write_text(json.dumps({**kept, **report}, indent=2) + "\n")
     print(f"wrote {args.out} in {time.time() - t0:.0f} s: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
