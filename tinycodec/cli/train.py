@@ -33,7 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--audio_length", type=float, help="crop length in seconds (default 0.5)")
     p.add_argument("--C", type=int, help="base channels (overrides the preset)")
     p.add_argument("--D", type=int, help="embedding dimension (overrides the preset)")
-    p.add_argument("--num_quantizers", type=int, help="residual quantizers (overrides the preset)")
+    p.add_argument("--num_quantizers", type=int,
+                   help="residual quantizers (overrides the preset); with --init, more than its own adds fresh "
+                        "levels after its trained ones (a higher bitrate)")
     p.add_argument("--codebook_size", type=int, help="codes per quantizer, a power of two (overrides the preset)")
     p.add_argument("--sample_rate", type=int, help="Hz (overrides the preset)")
     p.add_argument("--g_lr", type=float, help="generator learning rate (default 3e-4)")
