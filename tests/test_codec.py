@@ -12,8 +12,18 @@ from tinycodec.codec import TinyCodec
 def test_default_model_is_the_best_shipped_server_decoder_or_a_clear_error(monkeypatch):
     import tinycodec.codec
 
+    import json
+    from pathlib import Path
+
+    from tinycodec.pretrained import list_pretrained
+
     default = TinyCodec()
-    assert default.model.model_id == "tiny_stft" and default.model.config.decoder == "server"
+    assert default.model.config.decoder == "server"
+    # the shipped model with the best PESQ-WB + STOI on held-out speech (the README's table)
+    speech = json.loads((Path(__file__).parents[1] / "benchmarks" / "quality.json").read_text())["categories"]["speech"]
+    full = {name: row for name in list_pretrained() for codec, row in speech.items()
+            if codec.startswith(f"{name}_nq") and codec[len(name) + 3:].isdigit()}
+    assert max(full, key=lambda n: full[n]["pesq_wb"] + full[n]["stoi"]) == default.model.model_id
     assert TinyCodec("transformer_tiny").model.family == "transformer"
     monkeypatch.setattr(tinycodec.codec, "DEFAULT_MODEL", "not_shipped")  # an install without weights
     with pytest.raises(RuntimeError, match="no shipped reference 'not_shipped' model.*model_path"):
