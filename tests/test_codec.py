@@ -10,11 +10,10 @@ from tinycodec.codec import TinyCodec
 
 
 def test_default_model_is_the_best_shipped_server_decoder_or_a_clear_error(monkeypatch):
-    import tinycodec.codec
-
     import json
     from pathlib import Path
 
+    import tinycodec.codec
     from tinycodec.pretrained import list_pretrained
 
     default = TinyCodec()
