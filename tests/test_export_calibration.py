@@ -25,7 +25,7 @@ DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 
 
 def test_load_for_export_prepares_random_weights(monkeypatch):
-    monkeypatch.setattr(pretrained, "list_pretrained", lambda: [])
+    monkeypatch.setattr(pretrained, "shipped_names", lambda: [])  # as if no trained ultra_tiny shipped
     noise = (np.random.default_rng(1).standard_normal(16000 * 10) * 3000).astype(np.int16)
     with pytest.raises(ValueError, match="k-means needs 256 frames per level"):
         load_for_export("ultra_tiny", [noise[:16000 * 3]], seed=0)

@@ -90,18 +90,18 @@ def _shipped_weights_hash(name: str, mtime_ns: int) -> bytes:
 
 def shipped_weights_hashes() -> dict[str, bytes]:
     """``{name: weights_hash}`` of every shipped model (what version-1 files name)."""
-    from tinycodec.pretrained import PRETRAINED_DIR, list_pretrained
+    from tinycodec.pretrained import PRETRAINED_DIR, shipped_names
 
     return {name: _shipped_weights_hash(name, (PRETRAINED_DIR / f"{name}.safetensors").stat().st_mtime_ns)
-            for name in list_pretrained()}
+            for name in shipped_names()}
 
 
 def shipped_encoder_hashes() -> dict[str, str]:
     """``{name: encoder_hash}`` of every shipped model (cached per file version)."""
-    from tinycodec.pretrained import PRETRAINED_DIR, list_pretrained
+    from tinycodec.pretrained import PRETRAINED_DIR, shipped_names
 
     return {name: _shipped_encoder_hash(name, (PRETRAINED_DIR / f"{name}.safetensors").stat().st_mtime_ns)
-            for name in list_pretrained()}
+            for name in shipped_names()}
 
 
 def find_model(header, seed: int = 0):
@@ -116,20 +116,20 @@ def find_model(header, seed: int = 0):
         BitstreamError: no model that can decode the file (the message says which encoder it needs).
     """
     from tinycodec.models import PRESETS
-    from tinycodec.pretrained import list_pretrained, load_model
+    from tinycodec.pretrained import canonical_name, list_pretrained, load_model, shipped_names
 
     if header.version != 1:
         wanted = header.model_hash.hex()
-        matches = sorted((name != header.model_id, name) for name, h in shipped_encoder_hashes().items()
+        matches = sorted((name != canonical_name(header.model_id), name) for name, h in shipped_encoder_hashes().items()
                          if h == wanted)
         if matches:
             return load_model(matches[0][1])
     else:
-        same = sorted((name != header.model_id, name) for name, h in shipped_weights_hashes().items()
+        same = sorted((name != canonical_name(header.model_id), name) for name, h in shipped_weights_hashes().items()
                       if h == header.model_hash)
         if same:
             return load_model(same[0][1])
-    if header.model_id not in list_pretrained() and header.model_id not in PRESETS:  # never a path from a file
+    if canonical_name(header.model_id) not in shipped_names() and header.model_id not in PRESETS:  # never a path from a file
         raise BitstreamError(f"no model found for this file: it needs {header.hash_kind} "
                              f"{header.model_hash.hex()} (written by {header.model_id!r}, not a shipped model "
                              f"or preset; shipped: {', '.join(list_pretrained()) or 'none'}); pass --model")

@@ -106,7 +106,7 @@ def register(subparsers) -> None:
     )
     enc.add_argument("input", help="audio file (WAV, FLAC, ...)")
     enc.add_argument("output", help="the .tcz file to write")
-    enc.add_argument("--model", required=True, help=_MODEL_HELP)
+    enc.add_argument("--model", default="tinycodec", help=_MODEL_HELP + " (default: tinycodec, the flagship)")
     enc.add_argument("--n_q", type=int, default=None, help="quantizers to keep (default: all)")
     enc.add_argument("--entropy", action="store_true",
                      help="rANS-code the indices with the model's tables (fitted on the input and "

@@ -54,9 +54,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "model",
         metavar="MODEL_OR_CHECKPOINT",
-        nargs="+",
+        nargs="*",
+        default=["tinycodec"],
         help="shipped model name, preset (random weights), .safetensors or .pt checkpoint; several "
-        "are scored on the same clips; MODEL@N uses N quantizers (e.g. soundstream_16k@4)",
+        "are scored on the same clips; MODEL@N uses N quantizers (e.g. tinycodec@4); default: tinycodec",
     )
     p.add_argument("--data", required=True, help="folder of audio, e.g. data/demo")
     p.add_argument(

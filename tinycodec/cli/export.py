@@ -20,9 +20,13 @@ def register(subparsers) -> None:
              "c": "C firmware model + golden-vector headers (int8 reference)"}
     for name, text in helps.items():
         s = sub.add_parser(name, help=text)
-        src = s.add_mutually_exclusive_group(required=True)
-        src.add_argument("--preset", help="a shipped model name (trained weights) or a preset name (seeded random "
-                         "weights, prepared for export: tinycodec.export.calibration.prepare_untrained)")
+        src = s.add_mutually_exclusive_group()
+        # ESP-DL cannot run the spectral encoder's FFT frontend: its default is the SEANet model
+        default = "tiny" if name == "espdl" else "tinycodec"
+        src.add_argument("--preset", default=default,
+                         help="a shipped model name (trained weights) or a preset name (seeded random weights, "
+                         "prepared for export: tinycodec.export.calibration.prepare_untrained); "
+                         f"default: {default}")
         src.add_argument("--checkpoint", help="training checkpoint (.pt) or exported weights (.safetensors)")
         s.add_argument("--out", required=True, help="output folder")
         s.add_argument("--data", default="data/demo", help="real audio for calibration (speech/ and nature/)")
@@ -67,6 +71,12 @@ def _run(args) -> int:
     if args.export_command == "int8":
         result = ptq(model, out, clips, name=f"{name}_encoder")
         print(json.dumps(result.to_dict(), indent=1))
+        print("code agreement: share of frames whose codes equal the float encoder's after onnxruntime's "
+              "post-training int8 quantization"
+              + (" (an untrained encoder's codes are fragile: random weights agree far less than trained ones)"
+                 if "RANDOM" in what else "")
+              + ". The deployed encoders (tinycodec, tiny, ultra_tiny) need no such step: their int8 arithmetic "
+              "is the model's own, exact by construction (`tinycodec export c`).", file=sys.stderr)
         return 0
     from tinycodec.export.espdl import export_espdl
 

@@ -79,7 +79,7 @@ def register(subparsers) -> None:
                     "(batched: one decoder call per tick), conceal lost or damaged packets, and optionally "
                     "write the audio to WAV files. Clients that break the protocol or a limit are "
                     "disconnected with a logged reason; the server goes on.")
-    srv.add_argument("--model", default="tiny", help=_MODEL_HELP + " (default: tiny)")
+    srv.add_argument("--model", default="tinycodec", help=_MODEL_HELP + " (default: tinycodec)")
     srv.add_argument("--seed", type=int, default=0, help="weight seed for preset models (default: 0)")
     srv.add_argument("--host", default="127.0.0.1", help="loopback address (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default: {DEFAULT_PORT})")
@@ -101,7 +101,7 @@ def register(subparsers) -> None:
                     "server; --loss-rate drops packets on purpose. With --local OUT.wav, run the "
                     "two-thread encoder/decoder pipeline in-process instead and report time to first audio.")
     st.add_argument("input", help="audio file")
-    st.add_argument("--model", default="tiny", help=_MODEL_HELP + " (default: tiny)")
+    st.add_argument("--model", default="tinycodec", help=_MODEL_HELP + " (default: tinycodec)")
     st.add_argument("--seed", type=int, default=0, help="weight seed for preset models (default: 0)")
     st.add_argument("--host", default="127.0.0.1", help="server address, loopback only (default: 127.0.0.1)")
     st.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default: {DEFAULT_PORT})")

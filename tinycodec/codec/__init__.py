@@ -29,7 +29,7 @@ from tinycodec.bitstream.errors import LimitError
 
 __all__ = ["TinyCodec", "DEFAULT_MODEL"]
 
-DEFAULT_MODEL = "tiny_stft_hq"  # the best shipped model: spectral int8 encoder, 5 codebooks (2.81 kbit/s; n_q=4: 2.25)
+DEFAULT_MODEL = "tinycodec"  # the flagship: spectral int8 encoder, 5 codebooks (2.81 kbit/s; n_q=4: 2.25)
 
 
 class TinyCodec:
@@ -39,7 +39,7 @@ class TinyCodec:
         model_path (str | Path | None): a training checkpoint (``.pt``), a weights file
             (``.safetensors``), a shipped model name or a preset name (random weights; see
             :func:`tinycodec.pretrained.load_model`). ``None``: :data:`DEFAULT_MODEL`, the shipped
-            ``"tiny_stft_hq"`` (RuntimeError in an install that ships none); ``"transformer_tiny"`` is the
+            ``"tinycodec"`` (RuntimeError in an install that ships none); ``"transformer_tiny"`` is the
             TinyTransformerCodec.
         device (str | torch.device): where the model runs.
         n_q (int | None): codebooks to send (default all).

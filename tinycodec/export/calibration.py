@@ -234,12 +234,12 @@ def load_for_export(source, calib_wavs=None, seed: int = 0, kmeans_wavs=None) ->
         tuple: (model in eval mode, description).
     """
     from tinycodec.models import PRESETS
-    from tinycodec.pretrained import list_pretrained, load_model
+    from tinycodec.pretrained import canonical_name, load_model, shipped_names
 
     if isinstance(source, nn.Module):
         return source.eval(), f"model {getattr(source, 'model_id', None) or source.family}"
     spec = str(source)
-    if spec in list_pretrained():
+    if canonical_name(spec) in shipped_names():
         return load_model(spec), f"shipped reference model '{spec}' (trained weights)"
     if spec not in PRESETS:
         return load_model(spec), f"weights {spec}"

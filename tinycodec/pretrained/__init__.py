@@ -27,9 +27,53 @@ VERSION = 1
 SHARED_PREFIXES = ("encoder.", "quantizer.")
 
 
-def list_pretrained() -> list[str]:
-    """Names of the reference models shipped inside the package."""
+# The line-up a reader chooses from (``list_pretrained()``), best first, each with what to use it for.
+# ``tinycodec`` is the flagship and the default everywhere. ``tiny`` and ``ultra_tiny`` are trained
+# weights of the TinyStream architecture presets of the same names (``tinycodec.models.list_presets``):
+# a preset name alone (``--config tiny``) builds that architecture with random weights for training.
+LINEUP = {
+    "tinycodec": "the default: spectral int8 encoder on the device, server decoder; "
+                 "0.56-2.81 kbit/s (n_q 1-5), 2.25 kbit/s at n_q=4",
+    "tiny": "the SEANet encoder of the TinyStream design, int8 on the device, 2.25 kbit/s; "
+            "for ESP-DL/esp-ppq deployment, which the spectral encoder does not support",
+    "ultra_tiny": "the smallest SEANet encoder (1.0 kbit/s) for the tightest RAM and flash",
+    "soundstream_16k": "the SoundStream architecture at 16 kHz (float, server only): the reference design",
+    "transformer_tiny": "TinyTransformerCodec (attention encoder, 1.33 kbit/s): the transformer chapter's model",
+}
+# Retired weights, listed apart: each stays loadable so that every .tcz it wrote still decodes
+# (``tinycodec decode`` finds a model by the encoder hash in the file's header).
+LEGACY = {
+    "tiny_stft": "the spectral encoder with four codebooks, replaced by tinycodec (2026-12-03)",
+    "tiny_stft_v1": "the float spectral encoder (its codes are not the device's), replaced by tiny_stft",
+    "tiny_v1": "tiny's float encoder before int8 deployment",
+    "ultra_tiny_v1": "ultra_tiny's float encoder before int8 deployment",
+    "small": "a float SEANet encoder with 1024-entry codebooks (2.5 kbit/s); never deployed",
+    "tiny_mirror": "tiny's encoder with the small mirror decoder of the TinyStream design",
+    "ultra_tiny_mirror": "ultra_tiny's encoder with the mirror decoder",
+    "small_mirror": "small's encoder with the mirror decoder",
+}
+# earlier names of line-up models: they load the same weights
+ALIASES = {"tiny_stft_hq": "tinycodec"}
+
+
+def list_pretrained(legacy: bool = False) -> list[str]:
+    """The shipped reference models a reader chooses from, best first (``legacy=True``: the retired ones).
+
+    Every name of either list loads with :func:`load_pretrained`; ``LINEUP`` and ``LEGACY`` say what
+    each is for.
+    """
+    names = LEGACY if legacy else LINEUP
+    return [n for n in names if (PRETRAINED_DIR / f"{n}.safetensors").is_file()]
+
+
+def shipped_names() -> list[str]:
+    """Every weights file inside the package (line-up and legacy), sorted."""
     return sorted(p.stem for p in PRETRAINED_DIR.glob("*.safetensors"))
+
+
+def canonical_name(name: str) -> str:
+    """A shipped model's current name (an earlier name maps to it; anything else is returned unchanged)."""
+    return ALIASES.get(name, name) if isinstance(name, str) else name
 
 
 def load_weights(path: str | Path):
@@ -121,15 +165,16 @@ def _shared_encoder_state(path: Path, sibling: str) -> dict:
 
 
 def load_pretrained(name: str):
-    """A shipped reference model, e.g. ``load_pretrained("tiny")``: only the names ``list_pretrained()``
-    gives are accepted (never a path).
+    """A shipped reference model, e.g. ``load_pretrained("tinycodec")``: only the names of
+    ``list_pretrained()``, ``list_pretrained(legacy=True)`` and their earlier names are accepted (never a path).
 
     Raises:
         ValueError: no such shipped model (the message lists the ones that exist).
     """
-    shipped = list_pretrained()
+    shipped, name = shipped_names(), canonical_name(name)
     if not isinstance(name, str) or name not in shipped:
-        raise ValueError(f"no shipped reference model {name!r} (shipped: {', '.join(shipped) or 'none'})")
+        raise ValueError(f"no shipped reference model {name!r} (choose from: {', '.join(list_pretrained()) or 'none'}; "
+                         f"retired: {', '.join(list_pretrained(legacy=True)) or 'none'})")
     model = load_weights(PRETRAINED_DIR / f"{name}.safetensors")
     model.model_id = name
     return model
@@ -146,7 +191,7 @@ def load_model(spec: str, seed: int = 0):
 
     from tinycodec.models import PRESETS, CodecModel
 
-    if spec in list_pretrained():
+    if canonical_name(spec) in shipped_names():
         return load_pretrained(spec)
     if spec in PRESETS:
         torch.manual_seed(seed)  # deterministic weights: a decoder elsewhere rebuilds the same ones
@@ -156,7 +201,8 @@ def load_model(spec: str, seed: int = 0):
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(
-            f"model {spec!r} is neither a shipped model ({', '.join(list_pretrained()) or 'none'}), "
+            f"model {spec!r} is neither a shipped model ({', '.join(list_pretrained()) or 'none'}; retired: "
+            f"{', '.join(list_pretrained(legacy=True)) or 'none'}), "
             f"a preset ({', '.join(PRESETS)}), nor an existing file")
     if path.suffix == ".safetensors":
         return load_weights(path)
