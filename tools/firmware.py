@@ -1,8 +1,11 @@
 """Build, test and measure the C int8 encoder: host (ctest) and Cortex-M4 under QEMU.
 
-    python tools/firmware.py [--quick] [--presets ultra_tiny tiny] [--build DIR] [--out JSON]
-                             [--before OLD_JSON]
+    python tools/firmware.py [--quick] [--presets tinycodec ultra_tiny tiny] [--build DIR] [--out JSON]
+                             [--update] [--before OLD_JSON]
     python tools/firmware.py --presets tiny_stft        # any shipped model or preset name
+
+The report goes to _build/firmware.json; ``--update`` rewrites the committed benchmarks/firmware.json
+(each shipped entry stamped with the encoder hash it measured: tinycodec.eval.provenance).
 
 For each preset: export ``tinycodec_model.h`` + golden vectors (Python int8 reference on real
 audio), build and run the host tests (CMake + ctest, cmocka), build the Cortex-M4F ELF
@@ -55,6 +58,7 @@ ENCODER_FUNCTIONS = {"conv1d", "depthwise", "pointwise", "relu", "residual_add",
                      "run_graph", "tinycodec_encode_frame", "tinycodec_encode", "tinycodec_encoder_reset",
                      "memcpy", "memmove", "memset"}
 INIT_FUNCTIONS = {"codebook_norms", "tinycodec_encoder_init", "model_fits", "dot_s8"}
+NOT_PRESETS = ("weights", "provenance")  # top-level keys of the report that are not presets
 ESPDL_PRESETS = ("tiny",)  # the esp-ppq export + comparison runs for these (trained weights only)
 # carried over from the existing report: the per-function split before the DSP rework
 BEFORE_KEYS = ("per_function_per_audio_second_before", "instructions_per_audio_second_before", "before_note")
@@ -210,11 +214,11 @@ def before_fields(before: Path | None, out: Path) -> dict[str, dict]:
                     "instructions_per_audio_second_before": e["instructions_per_audio_second"],
                     "before_note": f"kernels before the DSP rework (scalar depthwise/conv1d/requantize, SMLAD "
                                    f"pointwise, full VQ search), same weights and toolchain; from {before.name}"}
-                for p, e in old.items() if "per_function_per_audio_second" in e}
+                for p, e in old.items() if p not in NOT_PRESETS and "per_function_per_audio_second" in e}
     if not out.exists():
         return {}
     old = json.loads(out.read_text())
-    return {p: {k: e[k] for k in BEFORE_KEYS if k in e} for p, e in old.items()}
+    return {p: {k: e[k] for k in BEFORE_KEYS if k in e} for p, e in old.items() if p not in NOT_PRESETS}
 
 
 def esp32s3_estimate(portable_instructions: int, mhz: float = 240.0) -> dict:
@@ -283,21 +287,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="ultra_tiny only (the test suite's run)")
     parser.add_argument("--presets", nargs="+", default=None,
-                        help="shipped model or preset names (e.g. tiny_stft, the spectral encoder); default: "
-                             "ultra_tiny tiny (small adds ~3 min of k-means on 2 cores)")
+                        help="shipped model or preset names; default: tinycodec ultra_tiny tiny (the flagship's "
+                             "spectral encoder and the SEANet ones)")
     parser.add_argument("--build", type=Path, default=ROOT / "_build" / "firmware")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "firmware.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the report (default: _build/firmware.json; --update: benchmarks/firmware.json)")
+    parser.add_argument("--update", action="store_true",
+                        help="rewrite the committed benchmarks/firmware.json (stamped with the encoder hashes)")
     parser.add_argument("--no-espdl", action="store_true", help="skip the esp-ppq export and comparison")
     parser.add_argument("--before", type=Path, default=None,
                         help="a report measured with the earlier kernels: its per-function split becomes *_before")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = ROOT / ("benchmarks" if args.update else "_build") / "firmware.json"
     missing = check_toolchain()
     if missing:
         print(f"missing toolchain: {', '.join(missing)}\ninstall with:\n  {APT_LINE}", file=sys.stderr)
         return 2
     before = before_fields(args.before, args.out)
     ensure_demo_data()
-    presets = args.presets or (["ultra_tiny"] if args.quick else ["ultra_tiny", "tiny"])
+    presets = args.presets or (["ultra_tiny"] if args.quick else ["tinycodec", "ultra_tiny", "tiny"])
     build = args.build.resolve()
     export_dir = build / "export"
     t0 = time.time()
@@ -371,10 +380,16 @@ def main(argv: list[str] | None = None) -> int:
         entry["host"] = {"machine": platform.machine(), "python": platform.python_version()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     earlier = json.loads(args.out.read_text()) if args.out.exists() else {}
-    kept = {p: e for p, e in earlier.items() if p not in report}  # presets not measured in this run keep their entries
+    # presets not measured in this run keep their entries; the provenance blocks are rewritten below
+    kept = {p: e for p, e in earlier.items() if p not in report and p not in NOT_PRESETS}
     for preset, entry in report.items():  # and what this run skipped (ESP-DL with --no-espdl)
         report[preset] = {**{k: v for k, v in earlier.get(preset, {}).items() if k in KEPT_IF_SKIPPED}, **entry}
     args.out.write_text(json.dumps({**kept, **report}, indent=2) + "\n")
+    from tinycodec.eval.provenance import stamp_results
+    from tinycodec.pretrained import shipped_names
+
+    # the encoder each shipped entry measured (random-weight presets have none to record)
+    stamp_results(args.out, [p for p in {**kept, **report} if p in shipped_names()], encoder_only=True)
     print(f"wrote {args.out} in {time.time() - t0:.0f} s: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 

@@ -252,6 +252,8 @@ class EvalResult:
     split: str | None
     clip_seconds: float | None
     clips: list[dict] = field(default_factory=list)
+    # {row name of a model: weights_stamp}: the weights each model row measured (provenance.stale_models)
+    weights: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def codecs(self) -> list[str]:
@@ -276,6 +278,7 @@ class EvalResult:
             "metrics": list(METRICS),
             "categories": self.categories,
             "clips": self.clips,
+            "weights": self.weights,
         }
 
     @classmethod
@@ -286,7 +289,7 @@ class EvalResult:
             raise ValueError(f"{path}: not a tinycodec eval JSON (format {data.get('format')!r})")
         clips = [{k: (math.nan if v is None else v) for k, v in row.items()} for row in data["clips"]]
         return cls(data["model"], data["n_q"], data["sample_rate"], data["data_dir"], data["split"],
-                   data["clip_seconds"], clips)
+                   data["clip_seconds"], clips, dict(data.get("weights", {})))
 
     def to_json(self, path: str | Path) -> Path:
         """Write ``to_dict()`` as JSON (NaN written as ``null``)."""
@@ -330,8 +333,9 @@ class EvalResult:
             seen.update(new)
         models = [r.model for r in results if r.model]
         n_qs = {r.n_q for r in results if r.model}
+        weights = {k: v for r in reversed(results) for k, v in r.weights.items()}  # the first result wins, as rows do
         return cls(", ".join(dict.fromkeys(models)) or None, n_qs.pop() if len(n_qs) == 1 else None,
-                   first.sample_rate, first.data_dir, first.split, first.clip_seconds, clips)
+                   first.sample_rate, first.data_dir, first.split, first.clip_seconds, clips, weights)
 
     def compare(self, codec: str, reference: str, category: str, metrics=None) -> list[dict]:
         """Does ``codec`` beat ``reference`` in ``category``? One dict per metric both have.
@@ -458,6 +462,8 @@ def evaluate(
     resolved = resolve_split(data_dir, split)
     clips = load_clips(data_dir, model.sample_rate, categories, resolved, max_clips, clip_seconds)
     rows = evaluate_clips(model, clips, n_q, baselines, progress, label=name)
+    from tinycodec.eval.provenance import weights_stamp
+
     return EvalResult(
         model=name or model_id(model),
         n_q=n_q,
@@ -466,4 +472,5 @@ def evaluate(
         split=resolved,
         clip_seconds=clip_seconds,
         clips=rows,
+        weights={name or model_id(model): weights_stamp(model)},
     )
