@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -52,6 +53,7 @@ def cmd_train(args) -> int:
     from tinycodec.models import get_preset
     from tinycodec.train import TrainConfig, train
     from tinycodec.train.discriminators import DiscriminatorConfig
+    from tinycodec.train.losses import LossWeights
 
     audio_dir = link_corpora()
     family = get_preset(args.preset).family
@@ -59,7 +61,8 @@ def cmd_train(args) -> int:
     disc = DiscriminatorConfig(use_wave=False, stft_n_ffts=[256, 1024], stft_channels=8) if args.ms_stft else DiscriminatorConfig()
     config = TrainConfig(
         preset=None if args.init else args.preset, init=args.init, decoder=args.decoder, encoder=args.encoder,
-        freeze_encoder=args.freeze_encoder, disc=disc, model_overrides=decoder_overrides(args),
+        freeze_encoder=args.freeze_encoder, frozen_levels=tuple(args.levels), disc=disc,
+        weights=LossWeights(stft=args.stft_loss, phase=args.phase_loss), model_overrides=decoder_overrides(args),
         num_quantizers=args.codebooks,
         audio_dir=str(audio_dir), audio_length=0.5, batch_size=args.batch_size,
         g_lr=args.lr or LEARNING_RATES[family], lr_gamma=0.99995, disc_warmup_steps=args.gan_from, max_steps=args.steps,
@@ -86,6 +89,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+def readable_command(command: str) -> str:
+    """A recorded command as a reader can use it: a run's checkpoint path becomes ``{run NAME, step N}``
+    (the folder exists only on the machine that trained) and job-control wrappers are dropped."""
+    command = re.sub(r"\(under timeout -s TERM (\d+)m\)", r"(stopped after \1 min)", command)
+    command = re.sub(r"timeout -s TERM (\d+)m\s+", "", command)
+    command = re.sub(r"checkpoints/reference_(\w+)/step_0*(\d+)\.pt", r"{run \1, step \2}", command)
+    return re.sub(r"checkpoints/reference_(\w+)/best\.pt", r"{run \1, best}", command)
+
+
 def decoder_overrides(args) -> dict:
     """Model-config fields the ``--decoder-*`` options set (empty when none is given)."""
     fields = ("decoder_delay", "decoder_n_fft", "decoder_dim", "decoder_layers")
@@ -95,11 +107,12 @@ def decoder_overrides(args) -> dict:
 VAL_SPEECH = dict(categories=["speech"], split="val", max_clips=10, clip_seconds=4.0)  # held-out speakers
 
 
-def val_speech_scores(checkpoint: Path, data: Path) -> dict[str, float]:
-    """PESQ-WB, STOI, log-mel and SI-SDR of one checkpoint on validation speech (10 clips of 4 s of ``data``)."""
+def val_speech_scores(checkpoint: Path, data: Path, n_q: int | None = None) -> dict[str, float]:
+    """PESQ-WB, STOI, log-mel and SI-SDR of one checkpoint on validation speech (10 clips of 4 s of ``data``)
+    with its first ``n_q`` codebooks (default all)."""
     from tinycodec.eval.evaluate import evaluate
 
-    result = evaluate(str(checkpoint), data, progress=False, **VAL_SPEECH)
+    result = evaluate(str(checkpoint), data, progress=False, n_q=n_q, **VAL_SPEECH)
     (row,) = result.categories["speech"].values()
     return {k: round(float(row[k]), 4) for k in ("log_mel", "pesq_wb", "stoi", "si_sdr")}
 
@@ -113,7 +126,7 @@ def cmd_follow(args) -> int:
     in the model card). Runs until the run's ``runs.json`` records its end (or forever with ``--keep``).
     """
     folder = ROOT / "checkpoints" / f"reference_{args.run}"
-    out, data = folder / "val_speech.json", link_corpora()
+    out, data = folder / ("val_speech.json" if args.n_q is None else f"val_speech_nq{args.n_q}.json"), link_corpora()
     source = Path(args.checkpoints) if args.checkpoints else folder
     while True:
         done = json.loads(out.read_text()) if out.exists() else {}
@@ -121,7 +134,7 @@ def cmd_follow(args) -> int:
             step = str(int(ckpt.stem.split("_")[1]))
             if step not in done and int(step) % args.stride == 0:
                 try:
-                    done[step] = val_speech_scores(ckpt, data)
+                    done[step] = val_speech_scores(ckpt, data, args.n_q)
                 except (OSError, RuntimeError) as exc:  # deleted or half-written meanwhile: next round
                     print(f"[follow] {ckpt.name}: {exc}", file=sys.stderr)
                     continue
@@ -291,13 +304,13 @@ def cmd_ship(args) -> int:
         "", "## Training", "",
     ]
     for run in runs:
-        card.append(f"- `{run['command']}`: {run['steps_end']} steps reached, {run['hours']:.2f} h on {run['hardware']}, "
+        card.append(f"- `{readable_command(run['command'])}`: {run['steps_end']} steps reached, {run['hours']:.2f} h on {run['hardware']}, "
                     f"{run['date']}{' (stopped before its step limit)' if run['interrupted'] else ''}; Adam lr "
                     f"{run['g_lr']:g}, batch {run['batch']}; "
                     + ("mel reconstruction + commitment only" if run.get("gan_from_step") is None
                        else f"adversarial + feature matching from step {run['gan_from_step']}"))
     for run in tried:
-        card.append(f"- tried, not shipped: `{run['command']}`: {run['steps_end']} steps, {run['hours']:.2f} h on "
+        card.append(f"- tried, not shipped: `{readable_command(run['command'])}`: {run['steps_end']} steps, {run['hours']:.2f} h on "
                     f"{run['hardware']}, {run['date']}; best validation mel {run['best_val_mel_distance']:.3f}"
                     + (f"; {run['outcome']}" if run.get("outcome") else ""))
     card += [
@@ -381,6 +394,8 @@ def cmd_merge(args) -> int:
             if row["codec"] == old or row["codec"].startswith(old + "_nq"):
                 row["codec"] = new + row["codec"][len(old):]
         into.model = ", ".join(new if m == old else m for m in (into.model or "").split(", ")) or None
+        if old in into.weights:
+            into.weights[new] = into.weights.pop(old)
     results = [EvalResult.from_json(Path(p)) for p in args.new]
     merged = EvalResult.combine([*results, into])  # checks the clips; the first file with a codec wins
     fresh = {(row["file"], row["codec"]): row for row in merged.clips}
@@ -460,6 +475,12 @@ def main(argv=None) -> int:
                         "(a higher bitrate; the encoder and the old levels keep training)")
     p.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true",
                    help="encoder and codebooks fixed: only the decoder learns (the codes stay valid)")
+    p.add_argument("--levels", type=int, nargs="*", default=[], metavar="N",
+                   help="with --freeze-encoder: decode each batch with a random one of these numbers of levels")
+    p.add_argument("--stft-loss", dest="stft_loss", type=float, default=0.0, metavar="W",
+                   help="weight of the multi-resolution linear/log/complex STFT loss (0: off)")
+    p.add_argument("--phase-loss", dest="phase_loss", type=float, default=0.0, metavar="W",
+                   help="weight of the anti-wrapping phase losses (0: off)")
     p.add_argument("--ms-stft", dest="ms_stft", action="store_true",
                    help="discriminators: two STFT scales (256, 1024; 8 channels) only: 2-D convs over a full-resolution "
                         "spectrogram dominate a CPU step, so they are kept narrow")
@@ -472,6 +493,8 @@ def main(argv=None) -> int:
     p.add_argument("run", help="run name (checkpoints/reference_RUN)")
     p.add_argument("--poll", type=float, default=60.0, help="seconds between looks for new checkpoints")
     p.add_argument("--keep", action="store_true", help="keep following after the run has ended")
+    p.add_argument("--n_q", type=int, default=None, help="score with the first N codebooks (default: all); "
+                   "writes val_speech_nqN.json")
     p.add_argument("--checkpoints", default=None, metavar="DIR",
                    help="score the step checkpoints in DIR once, instead (e.g. hard links kept while the run deleted them)")
     p.add_argument("--stride", type=int, default=1, metavar="STEPS",

@@ -51,6 +51,9 @@ class TrainConfig:
     # from random weights with fresh codebooks (a new encoder release, not a decoder upgrade)
     encoder: str | None = None
     freeze_encoder: bool = False  # train the decoder only: encoder and codebooks fixed (their codes stay valid)
+    # with freeze_encoder: each batch decodes a random number of levels from this list (empty: all),
+    # so one decoder serves every bitrate it ships at
+    frozen_levels: tuple[int, ...] = ()
     # data
     audio_dir: str = "data/demo"  # AudioFolder root; its "train" split trains, "val" validates
     audio_length: float = 0.5  # crop length in seconds
@@ -104,6 +107,9 @@ class TrainConfig:
         if isinstance(self.disc, dict):
             self.disc = DiscriminatorConfig(**self.disc)
         self.betas = tuple(self.betas)
+        self.frozen_levels = tuple(int(n) for n in self.frozen_levels)
+        if self.frozen_levels and (not self.freeze_encoder or min(self.frozen_levels) < 1):
+            raise ValueError(f"frozen_levels {list(self.frozen_levels)} needs freeze_encoder and levels >= 1")
         if self.batch_size < 1 or self.audio_length <= 0:
             raise ValueError("batch_size must be >= 1 and audio_length > 0")
         if not 0 <= self.disc_window <= self.audio_length:
@@ -115,6 +121,7 @@ class TrainConfig:
         """Plain dict (ints, floats, strings, lists, dicts): safe for ``torch.load(weights_only=True)``."""
         d = asdict(self)
         d["betas"] = list(d["betas"])
+        d["frozen_levels"] = list(d["frozen_levels"])
         return d
 
     @classmethod

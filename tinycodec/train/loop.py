@@ -53,11 +53,12 @@ from tinycodec.train.losses import (
     generator_hinge_loss,
     mel_distance,
 )
+from tinycodec.train.spectral_losses import MultiResolutionSTFTLoss, PhaseLoss
 
 __all__ = ["train", "TrainResult", "Trainer"]
 
 log = logging.getLogger(__name__)
-LOSS_KEYS = ("total_g", "reconstruction", "commitment", "adversarial", "feature", "discriminator")
+LOSS_KEYS = ("total_g", "reconstruction", "commitment", "stft", "phase", "adversarial", "feature", "discriminator")
 
 
 @dataclass
@@ -92,9 +93,11 @@ class GeneratorStep(nn.Module):
     DDP wraps this module, so its single forward is the generator's whole pass.
     """
 
-    def __init__(self, model: nn.Module, device: torch.device, amp: bool, freeze_encoder: bool = False):
+    def __init__(self, model: nn.Module, device: torch.device, amp: bool, freeze_encoder: bool = False,
+                 frozen_levels: tuple[int, ...] = ()):
         super().__init__()
         self.model, self.device, self.amp, self.freeze_encoder = model, device, amp, freeze_encoder
+        self.frozen_levels = tuple(frozen_levels)
 
     def forward(self, wav: Tensor) -> tuple[Tensor, Tensor]:
         """Args: wav (Tensor): [B, 1, T]. Returns: recon [B, 1, T] float32, commitment (scalar)."""
@@ -105,6 +108,9 @@ class GeneratorStep(nn.Module):
             m.quantizer.eval()
             with torch.no_grad():
                 codes = m.quantizer.encode(m.encoder(m.pad_for_delay(wav)))
+                if self.frozen_levels:  # the decoder learns each bitrate it will serve (global RNG: seeded)
+                    n_q = self.frozen_levels[int(torch.randint(len(self.frozen_levels), (1,)))]
+                    codes = codes[:, :n_q]
                 quantized = m.quantizer.decode(codes)
             commitment = quantized.new_zeros(())
             m.quantizer.last_stats = None
@@ -145,6 +151,9 @@ class Trainer:
         self.model = build_model(family, model_config).to(self.device)
         if init_state is not None:
             load_init_state(self.model, init_state)
+        if cfg.frozen_levels and max(cfg.frozen_levels) > self.model.quantizer.num_quantizers:
+            raise ValueError(f"frozen_levels {list(cfg.frozen_levels)}: the model has only "
+                             f"{self.model.quantizer.num_quantizers} codebook levels")
         if cfg.freeze_encoder:
             self.model.encoder.requires_grad_(False)
             self.model.quantizer.requires_grad_(False)
@@ -166,6 +175,8 @@ class Trainer:
         self.steps_per_epoch = max(1, math.ceil(seconds / (cfg.audio_length * cfg.batch_size)))
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.num_epochs * self.steps_per_epoch
         self.mel_loss = MultiScaleMelLoss(sr).to(self.device)
+        self.stft_loss = MultiResolutionSTFTLoss().to(self.device) if cfg.weights.stft > 0 else None
+        self.phase_loss = PhaseLoss().to(self.device) if cfg.weights.phase > 0 else None
         self.opt_g = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], cfg.g_lr,
                                       betas=cfg.betas)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), cfg.d_lr, betas=cfg.betas)
@@ -175,7 +186,7 @@ class Trainer:
         self.history: dict[str, list[float]] = {k: [] for k in ("step", *LOSS_KEYS, "val_step", "val_mel_distance")}
         if ckpt is not None:
             self._load(ckpt)
-        self.gen = ddp.wrap(GeneratorStep(self.model, self.device, cfg.amp, cfg.freeze_encoder), self.info,
+        self.gen = ddp.wrap(GeneratorStep(self.model, self.device, cfg.amp, cfg.freeze_encoder, cfg.frozen_levels), self.info,
                             self.device, cfg.compile)
         self.disc_train = ddp.wrap(self.disc, self.info, self.device, cfg.compile)
         self.manager = CheckpointManager(cfg.checkpoint_dir, cfg.keep_last)
@@ -205,6 +216,8 @@ class Trainer:
         self.sched_d.load_state_dict(ckpt["sched_d"])
         self.step, self.best_val = int(ckpt["step"]), float(ckpt["best_val"])
         self.history = {k: list(v) for k, v in ckpt["history"].items()}
+        for k in LOSS_KEYS:  # a checkpoint from before a loss term existed: NaN where it was not logged
+            self.history.setdefault(k, [math.nan] * len(self.history["step"]))
         set_rng_state(ckpt["rng"])
         self.sampler.load_state(ckpt["rng"]["sampler"], self.step)
         log.info("resumed from %s at step %d", self.config.resume, self.step)
@@ -222,6 +235,10 @@ class Trainer:
         snapshot = [b.clone() for b in self.model.quantizer.buffers()]  # to undo a poisoned EMA update
         recon, commitment = self.gen(wav)
         losses = {"reconstruction": self.mel_loss(wav, recon), "commitment": commitment}
+        if self.stft_loss is not None:
+            losses["stft"] = self.stft_loss(wav, recon)
+        if self.phase_loss is not None:
+            losses["phase"] = self.phase_loss(wav, recon)
         if adversarial:  # what the discriminators see: a random window of both, or all of it
             wav, recon = self.disc_window(wav, recon)
         # one shared forward needs the generator graph kept for a second backward: not under DDP

@@ -39,6 +39,8 @@ class LossWeights:
     feature: float = 100.0
     reconstruction: float = 1.0
     commitment: float = 1.0
+    stft: float = 0.0  # multi-resolution linear/log/complex STFT loss (spectral_losses; 0: off)
+    phase: float = 0.0  # anti-wrapping phase losses (spectral_losses; 0: off)
 
 
 class MultiScaleMelLoss(nn.Module):
