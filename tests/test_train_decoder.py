@@ -117,3 +117,28 @@ def test_deeper_server_decoder_starts_as_the_init_model():
     deep.train()
     deep(x).reconstruction.square().mean().backward()
     assert deep.decoder.blocks[3].gamma.grad.abs().sum() > 0  # the added block can learn
+
+
+def test_spectral_and_phase_losses_train_a_decoder_on_chosen_levels(corpus, trained, tmp_path, tiny_config):
+    from tinycodec.train.losses import LossWeights
+
+    base = load_checkpoint(trained)
+    cfg = tiny_config(corpus, tmp_path, model=None, preset=None, init=trained, freeze_encoder=True,
+                      frozen_levels=(1,), weights=LossWeights(stft=10.0, phase=10.0), max_steps=2,
+                      disc_warmup_steps=10)
+    result = train(cfg)
+    assert result.skipped_steps == 0
+    for key in ("stft", "phase"):  # both terms were computed and logged, finite
+        assert result.history[key] and all(v == v and v > 0 for v in result.history[key])
+    for key, value in base.state_dict().items():
+        if key.startswith(("encoder.", "quantizer.")):
+            assert torch.equal(result.model.state_dict()[key].cpu(), value), key
+
+
+def test_frozen_levels_are_checked_before_training(corpus, trained, tmp_path, tiny_config):
+    with pytest.raises(ValueError, match="needs freeze_encoder"):
+        tiny_config(corpus, tmp_path, frozen_levels=(1,))
+    cfg = tiny_config(corpus, tmp_path, model=None, preset=None, init=trained, freeze_encoder=True,
+                      frozen_levels=(9,), max_steps=1)
+    with pytest.raises(ValueError, match="has only"):
+        train(cfg)

@@ -84,3 +84,39 @@ def test_feature_matching_is_mean_l1_over_layers_and_discriminators():
 def test_mel_distance(wav):
     assert mel_distance(wav, wav, 16000) == 0.0
     assert mel_distance(wav, 0.5 * wav, 16000) == pytest.approx(math.log(2), rel=0.05)
+
+
+def test_anti_wrapping_distance_treats_angles_modulo_two_pi():
+    import math
+
+    from tinycodec.train.spectral_losses import anti_wrap
+
+    a = torch.tensor([0.1, 2 * math.pi + 0.1, -2 * math.pi - 0.1, math.pi - 0.01, 3 * math.pi])
+    assert torch.allclose(anti_wrap(a), torch.tensor([0.1, 0.1, 0.1, math.pi - 0.01, math.pi]), atol=1e-5)
+
+
+def test_phase_loss_is_zero_for_the_same_phase_and_pi_for_the_inverted_signal():
+    import math
+
+    from tinycodec.train.spectral_losses import PhaseLoss
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 4000) * 0.1
+    loss = PhaseLoss()
+    assert float(loss(x, x)) == pytest.approx(0.0, abs=1e-5)
+    assert float(loss(x, 2.5 * x)) == pytest.approx(0.0, abs=1e-5)  # phase ignores the level
+    # -x: every bin off by pi (instantaneous phase), but the same differences along time and frequency
+    assert float(loss(x, -x)) == pytest.approx(math.pi, abs=1e-3)
+
+
+def test_spectral_loss_is_zero_only_for_the_same_signal_and_finite_at_silence():
+    from tinycodec.train.spectral_losses import MultiResolutionSTFTLoss
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 4000) * 0.1
+    loss = MultiResolutionSTFTLoss()
+    assert float(loss(x, x)) == pytest.approx(0.0, abs=1e-6)
+    assert float(loss(x, 0.5 * x)) > 0.1
+    y = torch.zeros_like(x, requires_grad=True)
+    loss(x, y).backward()
+    assert torch.isfinite(y.grad).all()
