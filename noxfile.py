@@ -1,4 +1,4 @@
-"""Sessions: `nox -s tests` (everything a change must pass), `book`, `notebooks`, `firmware`, `lint`, `sync`.
+"""Sessions: `nox -s tests` (everything a change must pass), `book`, `notebooks`, `firmware`, `activity`, `lint`, `sync`.
 
 Every session installs the package with the pinned environment in constraints.txt
 (torch exactly 2.13.0: a range would pull a multi-GB CUDA build).
@@ -105,15 +105,29 @@ def tests(session: nox.Session) -> None:
     _book(session, "execute", "--fast")
     _book(session, "nbval")
     _book(session, "build")
+    _book(session, "wording")
     _book(session, "browser")
 
 
 @nox.session
 def firmware(session: nox.Session) -> None:
     """C int8 encoder: export headers, host tests (ctest), Cortex-M4 under QEMU with instruction
-    counts; writes benchmarks/firmware.json. Needs the apt toolchain in .ci/apt-packages.txt and
+    counts; writes _build/firmware.json (`nox -s firmware -- --update` rewrites benchmarks/firmware.json). Needs the apt toolchain in .ci/apt-packages.txt and
     fetches the demo corpus (calibration + golden-vector audio) like the book sessions."""
     _ensure_apt(session)
     _install(session)
     _book(session, "data")
     session.run("python", "tools/firmware.py", *session.posargs)
+
+
+@nox.session
+def activity(session: nox.Session) -> None:
+    """The class activity: chapter 04 FAST at three learning rates, one table and one plot in _build/activity.
+
+    `nox -s activity -- book/04_training --grid PRESET=ultra_tiny,tiny --out _build/activity` runs
+    another grid (the arguments after `--` replace the default ones).
+    """
+    _install(session)
+    _book(session, "data")
+    args = session.posargs or ["book/04_training", "--grid", "LR=3e-4,1e-3,3e-3", "--out", "_build/activity"]
+    session.run("python", "tools/class_activity.py", *args)

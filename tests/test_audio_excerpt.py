@@ -130,3 +130,21 @@ def test_demo_conversation_excerpt_is_speech():
         start = active_start(wav, sr, seconds)
         assert start >= 6 * sr
         assert is_audible(loudness_report(active_excerpt(wav, sr, seconds), sr))
+
+
+def test_a_player_of_dc_alone_is_not_audible():
+    # the untrained-decoder failure mode: a constant offset near full scale is a click, not a sound
+    dc = torch.full((16000,), -0.96)
+    rep = loudness_report(dc, 16000)
+    assert rep["dc"] == pytest.approx(-0.96, abs=1e-6)
+    assert rep["rms_dbfs"] < AUDIBLE_RMS_DBFS and not is_audible(rep)
+    html = player(dc, 16000)._repr_html_()
+    assert 'data-tinycodec-audible="false"' in html
+
+
+def test_a_tone_on_a_dc_offset_is_measured_without_the_offset():
+    t = torch.arange(16000) / 16000
+    tone = 0.1 * torch.sin(2 * math.pi * 440 * t)
+    rep = loudness_report(tone + 0.5, 16000)
+    assert rep["rms_dbfs"] == pytest.approx(loudness_report(tone, 16000)["rms_dbfs"], abs=0.05)
+    assert is_audible(rep)

@@ -161,3 +161,22 @@ def test_browser_verdicts():
     assert any("too quiet" in p for p in page_problems(quiet, "mathjax2", [], True))
     assert any("no <audio>" in p for p in page_problems(_page(), "mathjax2", [], True))
     assert any("off the text column" in p for p in page_problems(_page(clipped=["table."]), "mathjax2", [], False))
+
+
+def test_internal_wording_is_found_in_visible_text_only():
+    import book
+
+    page = ("<html><head><script>var s = 'our machines';</script></head><body><p>Built on <b>our "
+            "machines</b> &amp; friends.</p><p>Fine text.</p></body></html>")
+    found = book.internal_wording(book.visible_text(page), "p.html")
+    assert len(found) == 1 and "'our machines'" in found[0]  # the script's copy is not visible text
+    assert book.internal_wording(book.visible_text("<p>The codec at 2.25 kbit/s.</p>"), "q.html") == []
+
+
+def test_readme_cards_and_cli_help_have_no_internal_wording():
+    import book
+
+    problems = book.internal_wording(book.cli_help_text(), "cli")
+    for doc in [book.ROOT / "README.md", *sorted((book.ROOT / "tinycodec" / "pretrained").glob("*.md"))]:
+        problems += book.internal_wording(doc.read_text(), doc.name)
+    assert problems == [], "\n".join(problems)

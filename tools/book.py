@@ -7,6 +7,7 @@
     python tools/book.py static               # MathJax (Debian's libjs-mathjax) + CSS -> _build/_static
     python tools/book.py build                # Jupyter Book from the executed notebooks -> _build/html
     python tools/book.py browser              # headless Chromium opens every page -> _build/screenshots
+    python tools/book.py wording              # no project-internal wording in the built HTML, README, cards, CLI help
 
 Each chapter is executed once: `execute` skips a chapter whose source, parameters and package
 code are unchanged since its last run, and `build` renders the executed notebooks with
@@ -261,6 +262,69 @@ def cmd_build(args) -> int:
     return rc
 
 
+# Wording that tells how the project was built rather than what it is: a reader never sees it.
+INTERNAL_PHRASES = (
+    "our machines", "our build machines", "no dataset host is reachable", "servers our machines cannot reach",
+    "the design notes these presets come from", "within the 20 % we allow", "check_seed_claims",
+    "an earlier version of this chapter", "timeout -s term", "the project set itself", "the target of this project",
+    "our target for", "checkpoints/reference_", "/work/main", "seed documents",
+)
+
+
+def internal_wording(text: str, where: str) -> list[str]:
+    """One line per project-internal phrase in ``text`` (case-insensitive), with some context."""
+    low, found = text.lower(), []
+    for phrase in INTERNAL_PHRASES:
+        for m in re.finditer(re.escape(phrase), low):
+            context = " ".join(text[max(0, m.start() - 40): m.end() + 40].split())
+            found.append(f"{where}: {phrase!r} in \"...{context}...\"")
+    return found
+
+
+def visible_text(html: str) -> str:
+    """The text a reader sees on a page: tags, scripts and styles removed, entities decoded."""
+    import html as html_lib
+
+    html = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", html)
+    return html_lib.unescape(re.sub(r"(?s)<[^>]+>", " ", html))
+
+
+def cli_help_text() -> str:
+    """The ``--help`` of ``tinycodec`` and of every command and sub-command, as one text."""
+    import argparse as ap
+
+    from tinycodec.cli import build_parser
+
+    texts, todo = [], [build_parser()]
+    while todo:
+        parser = todo.pop()
+        texts.append(parser.format_help())
+        for action in parser._actions:  # argparse keeps sub-commands only here
+            if isinstance(action, ap._SubParsersAction):
+                todo += list(action.choices.values())
+    return "\n".join(texts)
+
+
+def cmd_wording(args) -> int:
+    """Fail on project-internal wording in the built book, the README, the model cards and the CLI help."""
+    problems = []
+    pages = sorted(HTML.rglob("*.html")) if HTML.exists() else []
+    if not pages:
+        print(f"[wording] no built book in {HTML}: run `python tools/book.py build` first", file=sys.stderr)
+        return 1
+    for page in pages:
+        if "_static" in page.parts or page.name in ("genindex.html", "search.html"):
+            continue
+        problems += internal_wording(visible_text(page.read_text(errors="replace")), str(page.relative_to(HTML)))
+    for doc in [ROOT / "README.md", *sorted((ROOT / "tinycodec" / "pretrained").glob("*.md"))]:
+        problems += internal_wording(doc.read_text(), str(doc.relative_to(ROOT)))
+    problems += internal_wording(cli_help_text(), "tinycodec --help (every command)")
+    for line in problems:
+        print(f"[wording] {line}", file=sys.stderr)
+    print(f"[wording] {len(pages)} pages, README, cards and CLI help: {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
 def cmd_browser(args) -> int:
     from browser_check import check_site
 
@@ -282,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("nbval").set_defaults(func=cmd_nbval)
     sub.add_parser("static").set_defaults(func=cmd_static)
     sub.add_parser("build").set_defaults(func=cmd_build)
+    sub.add_parser("wording").set_defaults(func=cmd_wording)
     p = sub.add_parser("browser")
     p.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     p.set_defaults(func=cmd_browser)

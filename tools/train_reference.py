@@ -62,7 +62,7 @@ def cmd_train(args) -> int:
     config = TrainConfig(
         preset=None if args.init else args.preset, init=args.init, decoder=args.decoder, encoder=args.encoder,
         freeze_encoder=args.freeze_encoder, frozen_levels=tuple(args.levels), disc=disc,
-        weights=LossWeights(stft=args.stft_loss, phase=args.phase_loss), model_overrides=decoder_overrides(args),
+        weights=LossWeights(stft=args.stft_loss, complex=args.complex_loss, phase=args.phase_loss), model_overrides=decoder_overrides(args),
         num_quantizers=args.codebooks,
         audio_dir=str(audio_dir), audio_length=0.5, batch_size=args.batch_size,
         g_lr=args.lr or LEARNING_RATES[family], lr_gamma=0.99995, disc_warmup_steps=args.gan_from, max_steps=args.steps,
@@ -478,7 +478,9 @@ def main(argv=None) -> int:
     p.add_argument("--levels", type=int, nargs="*", default=[], metavar="N",
                    help="with --freeze-encoder: decode each batch with a random one of these numbers of levels")
     p.add_argument("--stft-loss", dest="stft_loss", type=float, default=0.0, metavar="W",
-                   help="weight of the multi-resolution linear/log/complex STFT loss (0: off)")
+                   help="weight of the multi-resolution linear + log magnitude STFT loss (0: off)")
+    p.add_argument("--complex-loss", dest="complex_loss", type=float, default=0.0, metavar="W",
+                   help="weight of the compressed complex STFT loss (0: off)")
     p.add_argument("--phase-loss", dest="phase_loss", type=float, default=0.0, metavar="W",
                    help="weight of the anti-wrapping phase losses (0: off)")
     p.add_argument("--ms-stft", dest="ms_stft", action="store_true",

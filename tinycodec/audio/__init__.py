@@ -169,8 +169,8 @@ def resample(
 
     The defaults are resampy's "kaiser_best" (also librosa's): 64 zero crossings, cutoff at
     0.948 of the lower Nyquist, beta 14.77. For 44.1 -> 16 kHz the pass band is flat to about
-    7 kHz and everything above 8.1 kHz is down by more than 120 dB. The filter length is
-    ``2 * width + orig`` taps, so the cost is dominated by the reduced ratio, not by the width.
+    7 kHz, the gain is about -101 dB at 8.1 kHz and below -140 dB from 8.5 kHz (book/01_data.md
+    measures it). The filter length is ``2 * width + orig`` taps, so the cost is dominated by the reduced ratio, not by the width.
 
     Args:
         wav (Tensor): [..., T] float at ``orig_sr``.

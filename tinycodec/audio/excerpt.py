@@ -128,11 +128,16 @@ def active_excerpt(wav: Tensor, sample_rate: int, seconds: float, **kwargs) -> T
 def loudness_report(wav: Tensor, sample_rate: int) -> dict[str, float]:
     """Levels of a clip as a listener would judge it, before any playback normalization.
 
+    A constant offset (DC) is inaudible: the levels are measured after removing the clip's mean,
+    so a player of DC alone (a click when it starts) reports silence.
+
     Returns:
-        dict: ``rms_dbfs`` (whole clip), ``peak_dbfs`` and ``active_fraction`` (share of 50 ms
-        frames at or above ``ACTIVE_FRAME_DBFS``).
+        dict: ``rms_dbfs`` (whole clip, DC removed), ``peak_dbfs`` (DC removed), ``dc`` (the mean
+        that was removed) and ``active_fraction`` (share of 50 ms frames at or above ``ACTIVE_FRAME_DBFS``).
     """
     x = wav.detach().float()
+    dc = float(x.mean()) if x.numel() else 0.0
+    x = x - x.mean(dim=-1, keepdim=True) if x.numel() else x
     rms = float(x.pow(2).mean().sqrt()) if x.numel() else 0.0
     peak = float(x.abs().max()) if x.numel() else 0.0
     levels = frame_levels_dbfs(x, sample_rate)
@@ -141,6 +146,7 @@ def loudness_report(wav: Tensor, sample_rate: int) -> dict[str, float]:
         "rms_dbfs": 20 * math.log10(max(rms, 1e-6)),
         "peak_dbfs": 20 * math.log10(max(peak, 1e-6)),
         "active_fraction": fraction,
+        "dc": dc,
     }
 
 

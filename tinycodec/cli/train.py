@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
     if result.interrupted:
         logging.getLogger(__name__).warning("stopped at step %d; resume with --resume %s",
                                             result.step, result.checkpoint)
-    dist = result.history["val_mel_distance"]
-    if dist:
-        logging.getLogger(__name__).info("step %d: validation mel distance %.4f (step 0: %.4f); checkpoint %s",
-                                         result.step, dist[-1], dist[0], result.checkpoint)
+    dist, at = result.history["val_mel_distance"], result.history["val_step"]
+    if dist:  # the last validation may be older than the last step (a run stopped between validations)
+        logging.getLogger(__name__).info("after step %d: validation mel distance %.4f (measured at step %d; at step %d: %.4f); "
+                                         "checkpoint %s", result.step, dist[-1], at[-1], at[0], dist[0], result.checkpoint)
     return 0

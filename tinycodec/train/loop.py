@@ -53,12 +53,12 @@ from tinycodec.train.losses import (
     generator_hinge_loss,
     mel_distance,
 )
-from tinycodec.train.spectral_losses import MultiResolutionSTFTLoss, PhaseLoss
+from tinycodec.train.spectral_losses import CompressedComplexLoss, MultiResolutionSTFTLoss, PhaseLoss
 
 __all__ = ["train", "TrainResult", "Trainer"]
 
 log = logging.getLogger(__name__)
-LOSS_KEYS = ("total_g", "reconstruction", "commitment", "stft", "phase", "adversarial", "feature", "discriminator")
+LOSS_KEYS = ("total_g", "reconstruction", "commitment", "stft", "complex", "phase", "adversarial", "feature", "discriminator")
 
 
 @dataclass
@@ -177,6 +177,7 @@ class Trainer:
         self.mel_loss = MultiScaleMelLoss(sr).to(self.device)
         self.stft_loss = MultiResolutionSTFTLoss().to(self.device) if cfg.weights.stft > 0 else None
         self.phase_loss = PhaseLoss().to(self.device) if cfg.weights.phase > 0 else None
+        self.complex_loss = CompressedComplexLoss().to(self.device) if cfg.weights.complex > 0 else None
         self.opt_g = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], cfg.g_lr,
                                       betas=cfg.betas)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), cfg.d_lr, betas=cfg.betas)
@@ -239,6 +240,8 @@ class Trainer:
             losses["stft"] = self.stft_loss(wav, recon)
         if self.phase_loss is not None:
             losses["phase"] = self.phase_loss(wav, recon)
+        if self.complex_loss is not None:
+            losses["complex"] = self.complex_loss(wav, recon)
         if adversarial:  # what the discriminators see: a random window of both, or all of it
             wav, recon = self.disc_window(wav, recon)
         # one shared forward needs the generator graph kept for a second backward: not under DDP

@@ -39,7 +39,8 @@ class LossWeights:
     feature: float = 100.0
     reconstruction: float = 1.0
     commitment: float = 1.0
-    stft: float = 0.0  # multi-resolution linear/log/complex STFT loss (spectral_losses; 0: off)
+    stft: float = 0.0  # multi-resolution linear + log magnitude STFT loss (spectral_losses; 0: off)
+    complex: float = 0.0  # compressed complex STFT loss (spectral_losses; 0: off)
     phase: float = 0.0  # anti-wrapping phase losses (spectral_losses; 0: off)
 
 

@@ -3,9 +3,9 @@
 A mel loss pools the FFT bins of each band, so the harmonics between band centres and the phase of
 every bin are free: a decoder trained on it alone buzzes and smears. Two extra objectives:
 
-    L_stft  = sum over resolutions r of  || |X_r| - |Y_r| ||_F / || |X_r| ||_F        (spectral convergence)
-                                      + mean | log |X_r| - log |Y_r| |                   (log magnitude)
-                                      + mean | |X_r|^c e^{i phi_x} - |Y_r|^c e^{i phi_y} |^2   (compressed complex)
+    L_stft    = mean over resolutions r of  || |X_r| - |Y_r| ||_F / || |X_r| ||_F      (spectral convergence)
+                                            + mean | log |X_r| - log |Y_r| |               (log magnitude)
+    L_complex = mean over r of  mean | |X_r|^c e^{i phi_x} - |Y_r|^c e^{i phi_y} |^2      (compressed complex)
     L_phase = mean_w AW(phi_y - phi_x)                      instantaneous phase
             + mean_w AW(d_f phi_y - d_f phi_x)              group delay (difference along frequency)
             + mean_w AW(d_t phi_y - d_t phi_x)              instantaneous frequency (difference along time)
@@ -15,6 +15,10 @@ with ``AW(a) = |a - 2 pi round(a / 2 pi)|`` the anti-wrapping distance (phase di
 weighted by ``|X| |Y|`` (detached): bins where either signal is silent carry no phase worth
 matching, and the weight cancels the ``1 / |Y|`` in the gradient of an angle, so quiet bins cannot
 blow up a step. The phase terms follow the anti-wrapping losses of APNet / MP-SENet.
+
+The compressed complex term is kept apart: where the phase cannot be predicted from the codes (noise,
+unvoiced speech), a squared complex error is smallest for a *quieter* output, so it trades level for
+phase; the anti-wrapping terms do not (their weights are detached).
 
 Notebook: book/04_training.md
 """
@@ -26,7 +30,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MultiResolutionSTFTLoss", "PhaseLoss", "anti_wrap"]
+__all__ = ["CompressedComplexLoss", "MultiResolutionSTFTLoss", "PhaseLoss", "anti_wrap"]
 
 
 def anti_wrap(a: Tensor) -> Tensor:
@@ -55,33 +59,53 @@ class _STFTs(nn.Module):
 
 
 class MultiResolutionSTFTLoss(_STFTs):
-    """Spectral convergence + log magnitude + compressed complex distance at several resolutions.
+    """Spectral convergence + log magnitude at several resolutions.
 
     Args:
         resolutions: ``(n_fft, hop)`` pairs (default 256/64, 512/128, 1024/256).
-        compress (float): exponent ``c`` of the compressed complex term (0.3, as in speech enhancement).
         eps (float): floor inside logs and roots (silence stays finite, gradients bounded).
+    """
+
+    def __init__(self, resolutions=((256, 64), (512, 128), (1024, 256)), eps: float = 1e-5) -> None:
+        super().__init__(resolutions)
+        self.eps = eps
+
+    def magnitude(self, spec: Tensor) -> Tensor:
+        """|z| through sqrt(re^2 + im^2 + eps^2): no infinite gradient at an exactly zero bin."""
+        return torch.sqrt(spec.real.square() + spec.imag.square() + self.eps**2)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """Args: x, y (Tensor): [B, 1, T] target and decoded audio. Returns: Tensor: scalar (mean over resolutions)."""
+        total = x.new_zeros((), dtype=torch.float32)
+        for n_fft, hop in self.resolutions:
+            mx, my = self.magnitude(self.stft(x, n_fft, hop)), self.magnitude(self.stft(y, n_fft, hop))
+            convergence = torch.linalg.vector_norm(mx - my) / torch.linalg.vector_norm(mx)
+            total = total + convergence + (mx.log() - my.log()).abs().mean()
+        return total / len(self.resolutions)
+
+
+class CompressedComplexLoss(MultiResolutionSTFTLoss):
+    """Mean squared distance of power-law compressed complex spectra, ``|X|^c e^{i phi}``, at several resolutions.
+
+    Args:
+        resolutions: ``(n_fft, hop)`` pairs (default 256/64, 512/128, 1024/256).
+        compress (float): exponent ``c`` (0.3, as in speech enhancement).
+        eps (float): floor inside the root.
     """
 
     def __init__(self, resolutions=((256, 64), (512, 128), (1024, 256)), compress: float = 0.3,
                  eps: float = 1e-5) -> None:
-        super().__init__(resolutions)
-        self.compress, self.eps = compress, eps
+        super().__init__(resolutions, eps)
+        self.compress = compress
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Args: x, y (Tensor): [B, 1, T] target and decoded audio. Returns: Tensor: scalar (mean over resolutions)."""
         total = x.new_zeros((), dtype=torch.float32)
         for n_fft, hop in self.resolutions:
             X, Y = self.stft(x, n_fft, hop), self.stft(y, n_fft, hop)
-            # |z| through sqrt(re^2 + im^2 + eps^2): no infinite gradient at an exactly zero bin
-            mx = torch.sqrt(X.real.square() + X.imag.square() + self.eps**2)
-            my = torch.sqrt(Y.real.square() + Y.imag.square() + self.eps**2)
-            convergence = torch.linalg.vector_norm(mx - my) / torch.linalg.vector_norm(mx)
-            log_mag = (mx.log() - my.log()).abs().mean()
-            cx = X * (mx ** (self.compress - 1))  # |X|^c e^{i phi_x}
-            cy = Y * (my ** (self.compress - 1))
-            complex_term = (cx - cy).abs().square().mean()
-            total = total + convergence + log_mag + complex_term
+            cx = X * (self.magnitude(X) ** (self.compress - 1))  # |X|^c e^{i phi_x}
+            cy = Y * (self.magnitude(Y) ** (self.compress - 1))
+            total = total + (cx - cy).abs().square().mean()
         return total / len(self.resolutions)
 
 
