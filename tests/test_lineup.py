@@ -63,3 +63,26 @@ def test_every_earlier_shipped_models_file_still_decodes(path):
     wav, sr = decode_bytes(data, model)
     assert sr == 16000 and wav.shape[-1] == header.length
     assert torch.isfinite(wav).all() and wav.abs().max() > 0.01  # a real decode, not silence
+
+
+def test_the_index_of_shipped_hashes_is_current():
+    import json
+
+    from tinycodec.bitstream.model_io import shipped_weights_hashes
+    from tinycodec.pretrained import PRETRAINED_DIR
+
+    index = json.loads((PRETRAINED_DIR / "index.json").read_text())
+    enc, full = shipped_encoder_hashes(), shipped_weights_hashes()
+    assert {n: (e["encoder_hash"], e["weights_hash"]) for n, e in index.items()} == \
+        {n: (enc[n], full[n].hex()) for n in shipped_names()}, "run python tools/golden.py --update"
+
+
+def test_a_stale_index_entry_is_checked_not_trusted(monkeypatch):
+    # an index that points the file's hash at the wrong model: find_model loads it, sees the hash differ
+    # and falls back to the exact hashes
+    from tinycodec.bitstream import model_io
+
+    data = (LEGACY_FILES / "tiny_v1.tcz").read_bytes()
+    header = read_tcz_header(data)
+    monkeypatch.setattr(model_io, "indexed_hashes", lambda kind: {"ultra_tiny": header.model_hash.hex()})
+    assert find_model(header).model_id == "tiny_v1"

@@ -1,7 +1,8 @@
 """Golden outputs of the shipped models: what each one's codes and decoded audio are for a fixed input.
 
     python tools/golden.py            # check every shipped model against tests/data/golden/NAME.json
-    python tools/golden.py --update   # rewrite them (after a deliberate change of shipped weights)
+    python tools/golden.py --update   # rewrite them and tinycodec/pretrained/index.json (after a deliberate
+                                      # change of shipped weights)
 
 The input is a synthetic voice (a deterministic harmonic tone with vibrato, 0.5 s): no data needed.
 A golden file holds the codes at every level (exact) and the decode's RMS per 10 ms block and first
@@ -79,6 +80,11 @@ def main(argv=None) -> int:
             problems.append(f"{name}: no golden file {path.relative_to(ROOT)} (run tools/golden.py --update {name})")
         else:
             problems += differences(name, json.loads(path.read_text()), got)
+    if args.update:
+        from tinycodec.bitstream.model_io import write_index
+
+        write_index()  # the hashes `tinycodec decode` looks up
+        print("wrote tinycodec/pretrained/index.json")
     for line in problems:
         print(line, file=sys.stderr)
     return 1 if problems else 0

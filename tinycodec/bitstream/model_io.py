@@ -96,6 +96,39 @@ def shipped_weights_hashes() -> dict[str, bytes]:
             for name in shipped_names()}
 
 
+def indexed_hashes(kind: str) -> dict[str, str]:
+    """``{name: hash}`` from ``tinycodec/pretrained/index.json`` (``kind``: ``encoder_hash`` or ``weights_hash``)
+    for the shipped files whose size still matches their entry: a hint that spares loading every model,
+    never trusted without checking the loaded model's own hash (empty when there is no index)."""
+    import json
+
+    from tinycodec.pretrained import PRETRAINED_DIR, shipped_names
+
+    try:
+        index = json.loads((PRETRAINED_DIR / "index.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for name in shipped_names():
+        entry = index.get(name)
+        if isinstance(entry, dict) and entry.get("bytes") == (PRETRAINED_DIR / f"{name}.safetensors").stat().st_size:
+            out[name] = str(entry.get(kind))
+    return out
+
+
+def write_index() -> dict:
+    """Rewrite ``tinycodec/pretrained/index.json``: size, encoder hash and weights hash of every shipped file."""
+    import json
+
+    from tinycodec.pretrained import PRETRAINED_DIR, shipped_names
+
+    enc, full = shipped_encoder_hashes(), shipped_weights_hashes()
+    index = {name: {"bytes": (PRETRAINED_DIR / f"{name}.safetensors").stat().st_size, "encoder_hash": enc[name],
+                    "weights_hash": full[name].hex()} for name in shipped_names()}
+    (PRETRAINED_DIR / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+    return index
+
+
 def shipped_encoder_hashes() -> dict[str, str]:
     """``{name: encoder_hash}`` of every shipped model (cached per file version)."""
     from tinycodec.pretrained import PRETRAINED_DIR, shipped_names
@@ -120,10 +153,15 @@ def find_model(header, seed: int = 0):
 
     if header.version != 1:
         wanted = header.model_hash.hex()
-        matches = sorted((name != canonical_name(header.model_id), name) for name, h in shipped_encoder_hashes().items()
-                         if h == wanted)
-        if matches:
-            return load_model(matches[0][1])
+        # the index names the candidates without loading every model; the hash of the one loaded decides
+        for hashes in (indexed_hashes("encoder_hash"), None):
+            hashes = hashes if hashes is not None else shipped_encoder_hashes()
+            matches = sorted((name != canonical_name(header.model_id), name) for name, h in hashes.items()
+                             if h == wanted)
+            for _, name in matches:
+                model = load_model(name)
+                if encoder_hash(model) == wanted:
+                    return model
     else:
         same = sorted((name != canonical_name(header.model_id), name) for name, h in shipped_weights_hashes().items()
                       if h == header.model_hash)
