@@ -304,3 +304,33 @@ def test_a_file_written_when_tiny_had_the_mirror_decoder_decodes_with_its_server
     assert mel_distance(ref, out, 16000) < 0.8 * mel_distance(ref, noise, 16000)  # it is that speech
     assert main(["decode", str(path), str(tmp_path / "out.wav")]) == 0  # the CLI finds the model itself
     assert sf.info(str(tmp_path / "out.wav")).frames == 16000
+
+
+def _table_blob(n_q: int, k: int, prob_bits: int, body: bytes) -> bytes:
+    from tinycodec.bitstream import entropy
+
+    blob = entropy._HEAD.pack(entropy._MAGIC, entropy._VERSION, prob_bits, n_q, k) + zlib.compress(body, 9)
+    return blob + struct.pack("<I", zlib.crc32(blob))
+
+
+def test_a_table_that_declares_a_huge_shape_is_refused_before_decompressing():
+    from tinycodec.bitstream import BitstreamError
+    from tinycodec.bitstream.entropy import EntropyTables
+
+    bomb = _table_blob(4000, 1 << 20, 20, bytes(1 << 20))  # 1 MiB of zeros compresses to ~1 kB
+    assert len(bomb) < 4096
+    with pytest.raises(BitstreamError, match="declare 4000 levels x 1048576 symbols"):
+        EntropyTables.from_bytes(bomb)
+    # valid in shape, but more symbols than the file's 9-bit codes can name
+    big = _table_blob(1, 4096, 16, np.full(4096, 15, dtype="<u2").tobytes())
+    with pytest.raises(BitstreamError, match="at most 64 x 512"):
+        EntropyTables.from_bytes(big, max_symbols=512)
+
+
+def test_decode_bytes_without_a_length_limit_refuses_another_encoders_file_with_the_packages_error():
+    from tinycodec.bitstream import BitstreamError, decode_bytes, encode_bytes
+    from tinycodec.pretrained import load_model
+
+    data = encode_bytes(load_model("ultra_tiny"), torch.zeros(1600), max_seconds=None)
+    with pytest.raises(BitstreamError, match="wrong model"):
+        decode_bytes(data, load_model("tinycodec"), max_seconds=None)

@@ -159,10 +159,13 @@ def decode_bytes(data: bytes, model, tables=None, *, max_seconds: float | None =
         BitstreamError: malformed or corrupted file, or a model with another encoder;
             ``LimitError`` if longer than ``max_seconds``.
     """
+    from tinycodec.bitstream.model_io import check_model
+
     header = read_tcz_header(bytes(data))
     check_duration(header, max_seconds)
-    out, pos = torch.empty(1, 1, header.length), 0
-    for piece in iter_decode_bytes(data, model, tables, max_seconds=max_seconds):
-        out[0, 0, pos:pos + piece.numel()] = piece
-        pos += piece.numel()
-    return out, header.sample_rate
+    check_model(header, model)  # before any memory is spent on what the header declares
+    # the pieces as they decode: memory follows the audio the payload really holds, never the length a
+    # header claims (a few bytes could otherwise declare hours)
+    pieces = [piece.reshape(-1) for piece in iter_decode_bytes(data, model, tables, max_seconds=max_seconds)]
+    out = torch.cat(pieces) if pieces else torch.zeros(0)
+    return out[: header.length].reshape(1, 1, -1), header.sample_rate

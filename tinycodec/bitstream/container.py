@@ -244,13 +244,18 @@ def iter_codes(data: bytes, tables: entropy.EntropyTables | None = None,
         size = struct.unpack_from("<I", payload)[0]
         if size > len(payload) - 4:
             raise BitstreamError(f"embedded entropy tables declare {size} bytes, payload has {len(payload) - 4}")
-        tables = entropy.EntropyTables.from_bytes(bytes(payload[4 : 4 + size]))
+        tables = entropy.EntropyTables.from_bytes(bytes(payload[4 : 4 + size]), max_symbols=1 << bits)
         payload = payload[4 + size :]
     if tables is None:
         raise BitstreamError("entropy-coded .tcz file needs the model's entropy tables (none given)")
     if tables.n_q > n_q:
         tables = entropy.EntropyTables(tables.freqs[:n_q], tables.prob_bits)
-    if tables.digest() != header.tables_crc or tables.n_q != n_q or tables.codebook_size > (1 << bits):
+    if tables.n_q != n_q:
+        raise BitstreamError(f"entropy tables have {tables.n_q} levels, the file has n_q={n_q}")
+    if tables.codebook_size > (1 << bits):
+        raise BitstreamError(f"entropy tables have {tables.codebook_size} symbols, the file's {bits}-bit codes "
+                             f"have {1 << bits}")
+    if tables.digest() != header.tables_crc:
         raise BitstreamError(
             f"entropy tables do not match the file (file expects tables CRC 0x{header.tables_crc:08x}, "
             f"got 0x{tables.digest():08x} for n_q={tables.n_q})"

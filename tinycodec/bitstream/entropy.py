@@ -35,6 +35,10 @@ from tinycodec.bitstream.errors import BitstreamError
 
 RANS_L = 1 << 23  # lower bound of the normalised state; bytes are shifted in below it
 MAX_PROB_BITS = 20  # keeps RANS_L >> prob_bits >= 8, so the renormalisation bound stays exact
+# hard caps on a table's declared shape, checked before its body is decompressed: no model has more
+# levels or symbols, and together they bound the body at 64 * 65536 * 4 bytes = 16 MiB
+MAX_TABLE_LEVELS = 64
+MAX_TABLE_SYMBOLS = 1 << 16
 MAX_PROB_SHIFT = 4  # no symbol may hold more than 1 - 2**-4 = 15/16 of a table's total
 _MAGIC = b"TCE1"
 _VERSION = 1
@@ -183,8 +187,14 @@ class EntropyTables:
         return zlib.crc32(self.to_bytes()[:-4])
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> EntropyTables:
-        """Inverse of ``to_bytes``; raises ``BitstreamError`` on any malformed input."""
+    def from_bytes(cls, data: bytes, max_levels: int = MAX_TABLE_LEVELS,
+                   max_symbols: int = MAX_TABLE_SYMBOLS) -> EntropyTables:
+        """Inverse of ``to_bytes``; raises ``BitstreamError`` on any malformed input.
+
+        The declared shape is checked against ``max_levels`` x ``max_symbols`` (e.g. the file's own
+        ``2**bits``) before anything is decompressed, and decompression stops at the size that shape
+        implies: a table cannot make a small file take memory.
+        """
         data = bytes(data)
         if len(data) < _HEAD.size + 4:
             raise BitstreamError(f"entropy tables truncated: {len(data)} bytes")
@@ -197,6 +207,10 @@ class EntropyTables:
             raise BitstreamError(f"unsupported entropy table version {version}, expected {_VERSION}")
         if not 1 <= prob_bits <= MAX_PROB_BITS or not 1 <= k <= (1 << prob_bits) or n_q < 1:
             raise BitstreamError(f"invalid entropy table shape n_q={n_q} codebook_size={k} prob_bits={prob_bits}")
+        if n_q > min(max_levels, MAX_TABLE_LEVELS) or k > min(max_symbols, MAX_TABLE_SYMBOLS):
+            raise BitstreamError(f"entropy tables declare {n_q} levels x {k} symbols; at most "
+                                 f"{min(max_levels, MAX_TABLE_LEVELS)} x {min(max_symbols, MAX_TABLE_SYMBOLS)} "
+                                 "can belong to this file")
         width = 2 if prob_bits <= 16 else 4
         expected = n_q * k * width
         try:
