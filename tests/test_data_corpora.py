@@ -242,3 +242,18 @@ def test_manifest_round_trip_and_cli(tmp_path, capsys):
     assert all(name in out for name in ("demo", "speech", "nature", "esc50", "librispeech"))
     assert main(["data", "fetch", "no-such-corpus"]) == 1
     assert "unknown corpus 'no-such-corpus'" in capsys.readouterr().err
+
+
+def test_voices_check_set_is_synthesised_locally(tmp_path):
+    import soundfile as sf
+
+    from tinycodec.data.corpora import fetch
+    from tinycodec.data.corpora.voices import VOICES
+
+    root = fetch("voices", to=tmp_path / "voices").parent  # fetch returns the manifest
+    wavs = sorted((root / "speech").glob("*.wav"))
+    assert len(wavs) == 2 * len(VOICES)
+    for path in wavs:
+        info = sf.info(str(path))
+        assert info.samplerate == 16000 and 1.0 < info.frames / 16000 < 8.0
+    assert (root / "manifest.csv").read_text().count("espeak-ng") == len(wavs)

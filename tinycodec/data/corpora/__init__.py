@@ -65,6 +65,13 @@ RECIPES = {
             "megaglest tileset ambience, widelands animals, 0ad soundscapes/animals: ~45 min (apt)",
         ),
         Recipe(
+            "voices",
+            "tinycodec.data.corpora.voices",
+            "none (espeak-ng)",
+            "GPL-3.0-or-later (espeak-ng output)",
+            "out-of-domain check set: 8 synthetic voices x 2 sentences in 7 languages, never trained on",
+        ),
+        Recipe(
             "esc50",
             "tinycodec.data.corpora.web",
             "600 MB",
