@@ -54,5 +54,5 @@ def build(root: Path, cache: Path) -> list[Entry]:
             rel = f"speech/{voice.replace('+', '_')}_{i}.wav"
             entries.append(write_audio(root, rel, wav, SAMPLE_RATE, category="speech",
                                        source_package="espeak-ng (local synthesis)",
-                                       original_path=f"{voice}: {text}", licence="GPL-3.0-or-later"))
+                                       original_path=f"{voice} ({lang}): {text}", licence="GPL-3.0-or-later"))
     return entries
