@@ -155,8 +155,10 @@ def cmd_curves(args) -> int:
     the starting point (step 0) is the ``--init`` model of the run's command, scored the same way
     (none for a run with ``--encoder``: its encoder started from random weights, not from the init's).
     """
-    report = {"format": "tinycodec-decoder-runs", "clips": "validation speech (held-out speakers), "
-              f"{VAL_SPEECH['max_clips']} clips of {VAL_SPEECH['clip_seconds']:g} s", "runs": {}}
+    report = {"provenance": "history: training runs, checkpoints and earlier weights (how the shipped models "
+              "were made); quoted by the appendix only", "format": "tinycodec-decoder-runs", "clips": "validation speech (held-out speakers), "
+              f"{VAL_SPEECH['max_clips']} clips of {VAL_SPEECH['clip_seconds']:g} s"
+              + (f", first {args.n_q} codebooks" if args.n_q else ""), "runs": {}}
     starts: dict[str, dict] = {}
     data = link_corpora()
     for run in args.runs:
@@ -167,13 +169,19 @@ def cmd_curves(args) -> int:
         if "--encoder" in words:  # a new encoder: the run did not start from the init model's codes
             init = None
         if init and init not in starts:
-            starts[init] = val_speech_scores(init, data)
-        curve = json.loads((folder / "val_speech.json").read_text())
+            starts[init] = val_speech_scores(init, data, args.n_q)
+        curve = json.loads((folder / ("val_speech.json" if args.n_q is None else f"val_speech_nq{args.n_q}.json"))
+                           .read_text())
         report["runs"][run] = {
             "command": meta["command"], "steps": meta["steps_end"], "hours": round(meta["hours"], 3),
             "hardware": meta["hardware"], "date": meta["date"], "init": init,
             "decoder": "server" if (init or "").endswith("_server") or "--decoder server" in meta["command"] else "mirror",
-            "losses": "mel" if meta.get("gan_from_step") is None else f"mel + GAN from step {meta['gan_from_step']}",
+            "losses": " + ".join(["mel"] + [f"{name} x{words[words.index(flag) + 1]}" for flag, name in
+                                            (("--stft-loss", "stft"), ("--complex-loss", "complex"),
+                                             ("--phase-loss", "phase")) if flag in words]
+                                 + ([] if meta.get("gan_from_step") is None else
+                                    [f"GAN from step {meta['gan_from_step']}"])),
+            "n_q": args.n_q, "note": meta.get("note"),
             "curve": ({"0": starts[init]} if init else {}) | curve,
         }
     out = Path(args.json)
@@ -504,6 +512,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_follow, started=time.time())
     p = sub.add_parser("curves", help="collect the validation-speech curves of runs into one JSON")
     p.add_argument("runs", nargs="+", help="run names (checkpoints/reference_RUN)")
+    p.add_argument("--n_q", type=int, default=None, help="the curves `follow --n_q N` wrote")
     p.add_argument("--json", default="benchmarks/decoder_runs.json")
     p.add_argument("--merge", action="store_true",
                    help="keep the runs already in --json (a run named again is replaced)")
