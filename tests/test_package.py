@@ -103,3 +103,12 @@ def test_pair_check_requires_a_parameters_cell(book):
     md.write_text(md.read_text().replace(":tags: [parameters]\n", ""))
     check_notebooks.fix("book/00_x", book)
     assert any("tagged `parameters`" in e for e in check_notebooks.problems_for("book/00_x", book))
+
+
+def test_loading_the_flagship_does_not_import_torch_dynamo():
+    # building a model on the meta device must not run torch's decompositions: they import
+    # torch._dynamo, seconds and tens of MiB at every start of the command line
+    code = ("import sys, tinycodec; tinycodec.TinyCodec(); "
+            "sys.exit(1 if 'torch._dynamo' in sys.modules else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr or "torch._dynamo was imported"

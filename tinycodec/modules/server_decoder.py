@@ -95,9 +95,12 @@ class ISTFTHead(StreamingModule):
         self.hop_length, self.n_fft = hop_length, n_fft
         self.bins = n_fft // 2 + 1
         self.proj = nn.Linear(dim, 2 * self.bins)
-        window = torch.hann_window(n_fft, periodic=True)
+        # on the CPU even while a model is built on the meta device: a meta hann_window runs its
+        # decomposition, which imports torch._dynamo (+2 s and 76 MiB for every CLI start)
+        window = torch.hann_window(n_fft, periodic=True, device="cpu")
         # a periodic Hann window sums to n_fft / (2 hop) over overlapping frames: divide it out
-        self.register_buffer("window", window * (2 * hop_length / n_fft), persistent=False)
+        self.register_buffer("window", (window * (2 * hop_length / n_fft)).to(torch.empty(0).device),
+                             persistent=False)
 
     def _init_streaming_state(self, batch_size: int) -> _OLAState:
         return _OLAState(batch_size, self.window.new_zeros(batch_size, self.n_fft - self.hop_length))

@@ -49,16 +49,20 @@ class CausalLogSpectrum(StreamingModule):
         if n_fft % 2 or n_fft < hop:
             raise ValueError(f"n_fft must be even and >= hop ({hop}), got {n_fft}")
         self.n_fft, self.hop, self.bins = n_fft, hop, n_fft // 2 + 1
-        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
-        t = torch.arange(n_fft, dtype=torch.float64)
-        k = torch.arange(self.bins, dtype=torch.float64)[:, None]
+        # the fixed basis is computed on the CPU even while a model is built on the meta device: a meta
+        # hann_window runs its decomposition, which imports torch._dynamo (seconds at every CLI start)
+        cpu = torch.device("cpu")
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64, device=cpu)
+        t = torch.arange(n_fft, dtype=torch.float64, device=cpu)
+        k = torch.arange(self.bins, dtype=torch.float64, device=cpu)[:, None]
         angle = 2 * math.pi * k * t / n_fft
         basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window / window.sum()
         self.dft = StreamingConv1d(1, 2 * self.bins, n_fft, stride=hop, bias=False)
         # a fixed transform: a buffer, so it is never trained, never stored (no float16 rounding in
         # shipped weights) and always exact in float32
         del self.dft.conv.weight
-        self.dft.conv.register_buffer("weight", basis[:, None, :].float(), persistent=False)
+        here = torch.empty(0).device  # the device the model is being built on (meta inside build_on_meta)
+        self.dft.conv.register_buffer("weight", basis[:, None, :].float().to(here), persistent=False)
 
     def int8_affine(self, e_y: int) -> tuple[int, int, int]:
         """``(F, A, B)`` of the integer frontend (:func:`tinycodec.modules.int8_spectrum.log_spectrum`)
