@@ -245,3 +245,23 @@ def test_discriminators_see_a_random_window_of_real_and_decoded_audio(corpus, tm
     assert seen and set(seen) == {1600}
     with pytest.raises(ValueError, match="disc_window"):
         tiny_config(corpus, tmp_path, disc_window=0.5)  # longer than the 0.25 s crop
+
+
+def test_a_skipped_step_rolls_the_codebook_statistics_back(corpus, tmp_path, tiny_config):
+    # a NaN batch updates the EMA codebooks inside the forward; the guard must undo that update, or
+    # one bad batch poisons every later code with NaN centroids
+    import torch
+
+    from tinycodec.train.loop import Trainer
+
+    trainer = Trainer(tiny_config(corpus, tmp_path, max_steps=2))
+    trainer.model.train()
+    wav = torch.randn(4, 1, 4000, generator=torch.Generator().manual_seed(0)) * 0.1
+    assert trainer.train_step(wav) is not None  # a good step moves the statistics
+    before = [b.clone() for b in trainer.model.quantizer.buffers()]
+    bad = wav.clone()
+    bad[0, 0, 100] = math.nan
+    assert trainer.train_step(bad) is None
+    after = list(trainer.model.quantizer.buffers())
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert all(torch.isfinite(b.float()).all() for b in after)
