@@ -261,9 +261,14 @@ def test_cli_encode_decode_round_trip(tmp_path, capsys):
         assert main(args) == 0
         header = read_tcz_header((tmp_path / "x.tcz").read_bytes())
         assert header.model_id == "soundstream_tiny" and header.length == 12345 and header.entropy_coded == bool(extra)
-        assert main(["decode", str(tmp_path / "x.tcz"), str(tmp_path / "out.wav")]) == 0
+        # no --model: a preset's random weights are never picked for the user
+        assert main(["decode", str(tmp_path / "x.tcz"), str(tmp_path / "out.wav")]) == 1
+        assert "pass --model soundstream_tiny" in capsys.readouterr().err
+        assert main(["decode", str(tmp_path / "x.tcz"), str(tmp_path / "out.wav"), "--model", "soundstream_tiny"]) == 0
+        assert "RANDOM weights" in capsys.readouterr().err
         out, sr = load(tmp_path / "out.wav")
         assert sr == 24000 and out.shape == (1, 12345)
     # another seed is another set of weights: refused with one clear line
-    assert main(["decode", str(tmp_path / "x.tcz"), str(tmp_path / "out.wav"), "--seed", "1"]) == 1
+    assert main(["decode", str(tmp_path / "x.tcz"), str(tmp_path / "out.wav"), "--model", "soundstream_tiny",
+                 "--seed", "1"]) == 1
     assert "wrong model" in capsys.readouterr().err

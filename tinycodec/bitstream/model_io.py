@@ -171,6 +171,11 @@ def find_model(header, seed: int = 0):
         raise BitstreamError(f"no model found for this file: it needs {header.hash_kind} "
                              f"{header.model_hash.hex()} (written by {header.model_id!r}, not a shipped model "
                              f"or preset; shipped: {', '.join(list_pretrained()) or 'none'}); pass --model")
+    if canonical_name(header.model_id) not in shipped_names():
+        # a preset builds RANDOM weights: never chosen for the user, however the file's hash looks
+        raise BitstreamError(f"this file names the preset {header.model_id!r}, an architecture with random weights, "
+                             f"and no shipped model has its {header.hash_kind} {header.model_hash.hex()}; to decode "
+                             f"with random weights on purpose pass --model {header.model_id} (and its --seed)")
     model = load_model(header.model_id, seed)
     check_model(header, model)
     return model

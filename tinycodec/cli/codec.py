@@ -9,6 +9,7 @@ Notebook: book/05_bitrate.md
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from tinycodec.bitstream.chunked import DEFAULT_MAX_SECONDS
@@ -34,6 +35,7 @@ def _encode(args) -> int:
 
     torch.set_num_threads(1)  # small per-chunk ops: more threads only oversubscribe a shared machine
     model = load_model(args.model, args.seed)
+    _warn_if_random(args.model, args.seed)
     n_q = args.n_q or model.config.num_quantizers
     if not 1 <= n_q <= model.config.num_quantizers:
         raise ValueError(f"--n_q must be in 1..{model.config.num_quantizers} for this model, got {n_q}")
@@ -77,6 +79,7 @@ def _decode(args) -> int:
     if args.model:
         model = load_model(args.model, args.seed)
         check_model(header, model)
+        _warn_if_random(args.model, args.seed)
     else:
         model = find_model(header, args.seed)
     out = Path(args.output)
@@ -95,6 +98,16 @@ def _decode(args) -> int:
     print(f"{args.output}: {written / header.sample_rate:.2f} s at {header.sample_rate} Hz with {name!r} "
           f"(file from {header.model_id!r}, {header.hash_kind} {header.model_hash.hex()}), n_q={header.n_q}")
     return 0
+
+
+def _warn_if_random(spec: str, seed: int) -> None:
+    """One line on stderr when ``spec`` is a preset: its weights are random, not trained."""
+    from tinycodec.models import PRESETS
+    from tinycodec.pretrained import canonical_name, shipped_names
+
+    if spec in PRESETS and canonical_name(spec) not in shipped_names():
+        print(f"warning: {spec!r} is an architecture preset with RANDOM weights (seed {seed}), not a trained model",
+              file=sys.stderr)
 
 
 def register(subparsers) -> None:
