@@ -265,3 +265,16 @@ def test_a_skipped_step_rolls_the_codebook_statistics_back(corpus, tmp_path, tin
     after = list(trainer.model.quantizer.buffers())
     assert all(torch.equal(a, b) for a, b in zip(before, after))
     assert all(torch.isfinite(b.float()).all() for b in after)
+
+
+def test_warmup_ramps_the_generator_rate_then_decays_it(corpus, tmp_path, tiny_config):
+    from tinycodec.train.loop import Trainer
+
+    trainer = Trainer(tiny_config(corpus, tmp_path, g_lr=1e-3, lr_gamma=0.5, warmup_steps=4, max_steps=8))
+    rates = []
+    for _ in range(6):
+        rates.append(trainer.opt_g.param_groups[0]["lr"])
+        trainer.sched_g.step()
+    assert rates == pytest.approx([1e-3 * 0.5**s * min(1, (s + 1) / 4) for s in range(6)])
+    with pytest.raises(ValueError, match="warmup_steps"):
+        tiny_config(corpus, tmp_path, warmup_steps=-1)

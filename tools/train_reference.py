@@ -65,7 +65,7 @@ def cmd_train(args) -> int:
         weights=LossWeights(stft=args.stft_loss, complex=args.complex_loss, phase=args.phase_loss), model_overrides=decoder_overrides(args),
         num_quantizers=args.codebooks,
         audio_dir=str(audio_dir), audio_length=0.5, batch_size=args.batch_size,
-        g_lr=args.lr or LEARNING_RATES[family], lr_gamma=0.99995, disc_warmup_steps=args.gan_from, max_steps=args.steps,
+        g_lr=args.lr or LEARNING_RATES[family], lr_gamma=0.99995, warmup_steps=args.warmup, disc_warmup_steps=args.gan_from, max_steps=args.steps,
         disc_window=args.disc_window,
         checkpoint_dir=f"checkpoints/reference_{run}", log_dir=f"runs/reference_{run}",
         save_interval=args.every, val_interval=args.every, val_clips=16, num_threads=args.threads,
@@ -483,6 +483,8 @@ def main(argv=None) -> int:
                         "(a higher bitrate; the encoder and the old levels keep training)")
     p.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true",
                    help="encoder and codebooks fixed: only the decoder learns (the codes stay valid)")
+    p.add_argument("--warmup", type=int, default=0, metavar="STEPS",
+                   help="linear warm-up of the generator's learning rate (a continued run's fresh Adam state)")
     p.add_argument("--levels", type=int, nargs="*", default=[], metavar="N",
                    help="with --freeze-encoder: decode each batch with a random one of these numbers of levels")
     p.add_argument("--stft-loss", dest="stft_loss", type=float, default=0.0, metavar="W",

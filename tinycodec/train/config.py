@@ -69,6 +69,9 @@ class TrainConfig:
     d_lr: float = 3e-4  # discriminator Adam learning rate
     betas: tuple[float, float] = (0.5, 0.9)  # Adam betas (GAN practice: low beta1)
     lr_gamma: float = 1.0  # per-step exponential LR decay (1: constant)
+    # steps of linear warm-up of the generator's rate (0: none). A run that continues trained weights
+    # (--init) starts Adam's moment estimates from zero: its first full-size steps can undo some training
+    warmup_steps: int = 0
     grad_clip: float | None = 10.0  # max gradient norm (None: no clipping, norm still logged)
     disc_warmup_steps: int = 0  # generator-only steps (reconstruction + commitment) before the GAN starts
     # seconds of each crop the discriminators see (a random window, the same for real and decoded audio,
@@ -110,6 +113,8 @@ class TrainConfig:
         self.frozen_levels = tuple(int(n) for n in self.frozen_levels)
         if self.frozen_levels and (not self.freeze_encoder or min(self.frozen_levels) < 1):
             raise ValueError(f"frozen_levels {list(self.frozen_levels)} needs freeze_encoder and levels >= 1")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.batch_size < 1 or self.audio_length <= 0:
             raise ValueError("batch_size must be >= 1 and audio_length > 0")
         if not 0 <= self.disc_window <= self.audio_length:

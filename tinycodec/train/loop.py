@@ -181,7 +181,12 @@ class Trainer:
         self.opt_g = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], cfg.g_lr,
                                       betas=cfg.betas)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), cfg.d_lr, betas=cfg.betas)
-        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, cfg.lr_gamma)
+        if cfg.warmup_steps:  # linear warm-up of the generator's rate, then the same exponential decay
+            gamma, warm = cfg.lr_gamma, cfg.warmup_steps
+            self.sched_g = torch.optim.lr_scheduler.LambdaLR(
+                self.opt_g, lambda s: gamma**s * min(1.0, (s + 1) / warm))
+        else:
+            self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, cfg.lr_gamma)
         self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, cfg.lr_gamma)
         self.step, self.best_val, self.bad_in_row, self.skipped = 0, math.inf, 0, 0
         self.history: dict[str, list[float]] = {k: [] for k in ("step", *LOSS_KEYS, "val_step", "val_mel_distance")}
