@@ -198,3 +198,13 @@ def test_a_folder_of_hostile_files_trains_on_its_good_files(tmp_path):
                                    progress=False, num_threads=1))
     assert result.step == 3 and result.skipped_steps == 0  # k-means initialised on finite crops
     assert all(torch.isfinite(v).all() for v in result.model.state_dict().values() if v.is_floating_point())
+
+
+def test_pruning_keeps_this_runs_latest_steps_and_never_touches_another_runs(tmp_path):
+    other = [tmp_path / f"step_{s:08d}.pt" for s in (5000, 6000)]  # a later run's files in the same folder
+    for path in other:
+        path.write_bytes(b"x")
+    manager = CheckpointManager(tmp_path, keep_last=2)
+    written = [manager.save({"step": s, "w": torch.zeros(1)}) for s in (100, 200, 300)]
+    assert all(p.exists() for p in other)  # sorted by name they would have been "newer" and survived, and
+    assert [p.exists() for p in written] == [False, True, True]  # this run's own would have been deleted

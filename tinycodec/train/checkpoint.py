@@ -231,7 +231,7 @@ def describe_mismatch(ckpt: dict, family: str, model_config: dict, preset: str |
 
 
 class CheckpointManager:
-    """Writes ``step_XXXXXXXX.pt`` keeping the last ``keep_last``, plus ``best.pt`` (lowest validation).
+    """Writes ``step_XXXXXXXX.pt`` keeping the last ``keep_last`` this run wrote (by step), plus ``best.pt``.
 
     Args:
         directory: checkpoint folder.
@@ -240,6 +240,9 @@ class CheckpointManager:
 
     def __init__(self, directory: str | Path, keep_last: int = 3):
         self.directory, self.keep_last = Path(directory), max(1, keep_last)
+        # the step checkpoints this run wrote, by step: pruning never touches another run's files in
+        # the same folder (a later run's higher steps must not make this run delete its own)
+        self.written: dict[int, Path] = {}
         remove_stale_temporaries(self.directory)
 
     def path_for(self, step: int) -> Path:
@@ -249,9 +252,9 @@ class CheckpointManager:
         path = atomic_save(ckpt, self.path_for(ckpt["step"]))
         if best:
             atomic_save(ckpt, self.directory / "best.pt")
-        steps = sorted(self.directory.glob("step_*.pt"))
-        for old in steps[: -self.keep_last]:
-            old.unlink(missing_ok=True)
+        self.written[int(ckpt["step"])] = path
+        for step in sorted(self.written)[: -self.keep_last]:
+            self.written.pop(step).unlink(missing_ok=True)
         return path
 
     def save_best(self, ckpt: dict) -> Path:
