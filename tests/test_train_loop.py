@@ -168,7 +168,7 @@ def test_malicious_checkpoint_is_refused(corpus, tmp_path, tiny_config):
     assert not marker.exists()
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(corpus, tmp_path):
+def test_sigterm_saves_a_checkpoint_and_exits_with_143(corpus, tmp_path):
     ckpt, logs = tmp_path / "ckpt", tmp_path / "runs"
     cmd = [sys.executable, "-m", "tinycodec", "train", "--config", "ultra_tiny", "--audio_dir", str(corpus),
            "--C", "2", "--D", "16", "--codebook_size", "16", "--batch_size", "2", "--audio_length", "0.25",
@@ -189,7 +189,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(corpus, tmp_path):
     proc.wait(timeout=60)
     reader.join(timeout=10)
     err = b"".join(chunks).decode(errors="replace")
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]  # saved, but not finished: not 0
     assert "interrupted at step" in err
     saved = sorted(ckpt.glob("step_*.pt"))
     assert len(saved) == 1

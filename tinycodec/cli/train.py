@@ -25,7 +25,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("train", help="train a codec (losses, discriminators, checkpoints, TensorBoard)",
                               description="Train a codec on a folder of audio. Unset flags keep the preset's "
-                                          "values; --resume alone continues a run as it was.")
+                                          "values; --resume alone continues a run as it was. Ctrl-C or SIGTERM saves a "
+                                          "checkpoint and exits with 128 + the signal (130, 143).")
     p.add_argument("--model", choices=model_families(), help="model family (default: the preset's, else tinystream)")
     p.add_argument("--config", metavar="PRESET", help="named preset, e.g. ultra_tiny, tiny, small, soundstream_tiny")
     p.add_argument("--audio_dir", help="folder of audio files (train/val split by path hash; default data/demo)")
@@ -93,4 +94,6 @@ def run(args: argparse.Namespace) -> int:
     if dist:  # the last validation may be older than the last step (a run stopped between validations)
         logging.getLogger(__name__).info("after step %d: validation mel distance %.4f (measured at step %d; at step %d: %.4f); "
                                          "checkpoint %s", result.step, dist[-1], at[-1], at[0], dist[0], result.checkpoint)
-    return 0
+    # stopped by a signal: the checkpoint is saved, and the exit code says the run did not finish
+    # (128 + the signal number, as a shell reports a process killed by it: 130 for Ctrl-C, 143 for SIGTERM)
+    return 128 + result.signal if result.interrupted and result.signal else 0

@@ -72,6 +72,7 @@ class TrainResult:
         step (int): optimisation steps done (resumed ones included).
         checkpoint (str | None): last checkpoint written; ``best_checkpoint``: lowest validation.
         interrupted (bool): stopped by SIGINT/SIGTERM (a checkpoint was saved).
+        signal (int | None): the signal that stopped it (``signal.SIGTERM``...), None otherwise.
         skipped_steps (int): steps skipped for a non-finite loss or gradient.
     """
 
@@ -82,6 +83,7 @@ class TrainResult:
     best_checkpoint: str | None = None
     best_val: float = math.inf
     interrupted: bool = False
+    signal: int | None = None
     skipped_steps: int = 0
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
@@ -386,7 +388,7 @@ class Trainer:
                         self.best_val = dist
                         result.best_checkpoint = str(self.manager.save_best(self.state()))
                 if stop:
-                    result.interrupted = True
+                    result.interrupted, result.signal = True, self._stop
                     result.checkpoint = self.save()
                     log.warning("interrupted at step %d; checkpoint %s (continue with --resume)", self.step,
                                 result.checkpoint)
