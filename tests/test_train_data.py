@@ -43,3 +43,24 @@ def test_fewer_files_than_clips_gives_distinct_windows(tmp_path):
     clips = validation_clips(folder, 3)
     assert clips.shape == (3, 1, SR)
     assert not torch.equal(clips[0], clips[1]) and not torch.equal(clips[1], clips[2])
+
+
+def test_files_left_out_of_a_training_corpus_are_reported(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+    import soundfile as sf
+
+    from tinycodec.train.data import open_folders
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        sf.write(tmp_path / f"good_{i}.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....not audio")
+    with caplog.at_level(logging.INFO, logger="tinycodec.train.data"):
+        train, _ = open_folders(str(tmp_path), 16000, 0.25, 0.25)
+    summary = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "left out" in r.getMessage()]
+    assert len(summary) == 1 and summary[0].startswith("2 file(s)")
+    listed = {r.getMessage() for r in caplog.records if r.levelno == logging.INFO}
+    assert any("silent.wav" in m for m in listed) and any("broken.wav" in m for m in listed)

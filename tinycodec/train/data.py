@@ -175,13 +175,24 @@ class CropDataset(torch.utils.data.Dataset):
 def open_folders(root: str, sample_rate: int, audio_length: float, val_length: float):
     """Train and val ``AudioFolder``s; a corpus without a val split validates on train files (with a warning)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # skipped files were reported when the corpus was built
+        warnings.simplefilter("ignore")  # one warning per file is too many: the summary below says it once
         train = AudioFolder(root, sample_rate, audio_length, split="train")
         try:
             val = AudioFolder(root, sample_rate, val_length, split="val", random_crop=False)
         except RuntimeError:
             warnings.warn(f"{root} has no validation files; validating on training files", stacklevel=2)
             val = AudioFolder(root, sample_rate, val_length, split="train", random_crop=False)
+    skipped = list(dict.fromkeys(train.skipped + val.skipped))
+    if skipped:  # a user must learn that files of theirs were left out, and why
+        reasons: dict[str, int] = {}
+        for _, reason in skipped:
+            key = reason.split(":")[0].split("(")[0].strip()
+            reasons[key] = reasons.get(key, 0) + 1
+        log.warning("%d file(s) of %s left out (%s); the first: %s", len(skipped), root,
+                    ", ".join(f"{n} {r}" for r, n in reasons.items()),
+                    "; ".join(f"{p}: {r}" for p, r in skipped[:3]))
+        for path, reason in skipped:
+            log.info("left out %s: %s", path, reason)
     return train, val
 
 
