@@ -112,3 +112,14 @@ def test_ptq_code_agreement(tmp_path, clips):
     assert 0.0 <= result.code_agreement <= 1.0
     assert abs(result.mel_delta) < 0.5  # decoded log-mel L1 moves by less than 0.5 nats
     assert (tmp_path / "encoder_int8.onnx").is_file()
+
+
+def test_onnx_of_a_deployed_encoder_reports_its_agreement_with_the_device(tmp_path, clips):
+    from tinycodec.pretrained import load_pretrained
+
+    model = load_pretrained("ultra_tiny")  # its encoder computes the firmware's int8 arithmetic
+    assert model.config.encoder_int8
+    path = export_onnx(model, tmp_path / "ultra_tiny.onnx")
+    check = check_onnx(model, path, [c.reshape(1, 1, -1) for c in clips[:2]])
+    assert check.code_agreement > 0.99  # the graph equals the float encoder it exported ...
+    assert check.device_code_agreement < check.code_agreement  # ... which is not what the device sends
