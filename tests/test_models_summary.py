@@ -12,19 +12,22 @@ from tinycodec.models.summary import check_seed_claims, summary, summary_table
 
 
 def _hook_macs(module: nn.Module, x: torch.Tensor) -> int:
-    """MACs of Conv1d / ConvTranspose1d layers counted from the shapes they really see."""
+    """MACs of Conv1d / ConvTranspose1d / Linear layers counted from the shapes they really see."""
     total = 0
 
     def hook(m, inputs, output):
         nonlocal total
-        if isinstance(m, nn.ConvTranspose1d):
+        if isinstance(m, nn.Linear):  # one matrix-vector product per row of its input
+            total += (output.numel() // m.out_features) * m.in_features * m.out_features
+        elif isinstance(m, nn.ConvTranspose1d):
             frames = inputs[0].shape[-1] * inputs[0].shape[0]
             total += frames * m.in_channels * (m.out_channels // m.groups) * m.kernel_size[0]
         else:
             frames = output.shape[-1] * output.shape[0]
             total += frames * m.out_channels * (m.in_channels // m.groups) * m.kernel_size[0]
 
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, nn.Conv1d | nn.ConvTranspose1d)]
+    handles = [m.register_forward_hook(hook) for m in module.modules()
+               if isinstance(m, nn.Conv1d | nn.ConvTranspose1d | nn.Linear)]
     with torch.no_grad():
         module(x)
     for h in handles:

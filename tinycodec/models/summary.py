@@ -20,7 +20,7 @@ from tinycodec.models.base import CodecModel
 
 
 def conv_macs_per_second(module: nn.Module, input_rate: float) -> tuple[float, float]:
-    """MACs/s of every Conv1d / ConvTranspose1d in ``module`` (in forward order).
+    """MACs/s of every Conv1d / ConvTranspose1d / Linear in ``module`` (in forward order).
 
     The walk relies on children being registered in the order they run, which holds for
     the SEANet stacks (residual branches keep the rate, so a linear walk is exact).
@@ -41,6 +41,8 @@ def conv_macs_per_second(module: nn.Module, input_rate: float) -> tuple[float, f
         elif isinstance(m, nn.Conv1d):
             rate /= m.stride[0]
             macs += rate * m.out_channels * (m.in_channels // m.groups) * m.kernel_size[0]
+        elif isinstance(m, nn.Linear):  # per frame at the current rate (ConvNeXt MLPs, iSTFT head, attention)
+            macs += rate * m.in_features * m.out_features
     return macs, rate
 
 
