@@ -139,3 +139,13 @@ def test_cross_layer_equalization_keeps_the_function_and_rescues_trained_weights
     plain, equalized = snr_db(False), snr_db(True)
     assert equalized > plain + 3.0, (plain, equalized)
     print(f"int8 embedding SNR: {plain:.1f} dB plain, {equalized:.1f} dB equalized")
+
+
+def test_a_deployed_encoder_exports_to_c_from_any_folder_without_audio(tmp_path, monkeypatch):
+    from tinycodec.export.c_export import export_c
+
+    monkeypatch.chdir(tmp_path)  # no data/demo here: the deployed model needs no calibration audio
+    result = export_c("tinycodec", tmp_path / "out")
+    golden = (tmp_path / "out" / "tinycodec_golden.h").read_text()
+    assert "TC_GOLDEN_SPEECH_SAMPLES" in golden and "TC_GOLDEN_NATURE_SAMPLES" in golden
+    assert result["n_q"] == 5 and (tmp_path / "out" / "tinycodec_model.h").stat().st_size > 100_000
