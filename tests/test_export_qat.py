@@ -116,3 +116,22 @@ def test_a_version_1_file_of_the_old_tiny_finds_its_weights_under_the_new_name()
     old = write_tcz(codes, model_id="tiny", model_hash=weights_hash(v1), sample_rate=16000, hop_length=256,
                     length=8 * 256, bits=9, version=1)  # what the CLI wrote before 2026-12
     assert find_model(read_tcz_header(old)).model_id == "tiny_v1"
+
+
+def test_cached_integer_weights_follow_every_weight_change():
+    import torch
+
+    from tinycodec.pretrained import load_pretrained
+
+    model = load_pretrained("tinycodec")
+    wav = torch.randn(1, 1, 256 * 20, generator=torch.Generator().manual_seed(0)) * 0.1
+    first = model.encode(wav)
+    assert torch.equal(model.encode(wav), first)  # the cache serves the same integers
+    conv = next(m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv1d) and m.weight.requires_grad)
+    saved = conv.weight.detach().clone()
+    with torch.no_grad():
+        conv.weight.mul_(-1.0)  # an in-place update, as an optimizer step makes
+    assert not torch.equal(model.encode(wav), first)
+    with torch.no_grad():
+        conv.weight.copy_(saved)
+    assert torch.equal(model.encode(wav), first)
