@@ -1,4 +1,4 @@
-"""Sessions: `nox -s tests` (everything a change must pass), `book`, `notebooks`, `firmware`, `activity`, `lint`, `sync`.
+"""Sessions: `nox -s tests` (everything a change must pass), `book`, `notebooks`, `firmware`, `activity`, `wasm`, `lint`, `sync`.
 
 Every session installs the package with the pinned environment in constraints.txt
 (torch exactly 2.13.0: a range would pull a multi-GB CUDA build).
@@ -131,3 +131,14 @@ def activity(session: nox.Session) -> None:
     _book(session, "data")
     args = session.posargs or ["book/04_training", "--grid", "LR=3e-4,1e-3,3e-3", "--out", "_build/activity"]
     session.run("python", "tools/class_activity.py", *args)
+
+
+@nox.session
+def wasm(session: nox.Session) -> None:
+    """The firmware's C encoder compiled to WebAssembly (Debian's clang + wasi-libc), checked in Node
+    against the Python int8 reference: _build/wasm/tinycodec_encoder.wasm."""
+    _ensure_apt(session)
+    _install(session)
+    _book(session, "data")
+    session.run("python", "tools/wasm.py", *session.posargs)
+    session.run("pytest", "-q", "tests/test_wasm.py")
