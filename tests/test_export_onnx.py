@@ -123,3 +123,24 @@ def test_onnx_of_a_deployed_encoder_reports_its_agreement_with_the_device(tmp_pa
     check = check_onnx(model, path, [c.reshape(1, 1, -1) for c in clips[:2]])
     assert check.code_agreement > 0.99  # the graph equals the float encoder it exported ...
     assert check.device_code_agreement < check.code_agreement  # ... which is not what the device sends
+
+
+def test_the_server_decoder_exports_to_onnx_and_decodes_as_the_model_does(tmp_path):
+    from tinycodec.export.decoder_onnx import check_decoder_onnx, export_decoder_onnx
+    from tinycodec.pretrained import load_pretrained
+
+    model = load_pretrained("tinycodec")
+    wav = torch.randn(1, 1, 256 * 24, generator=torch.Generator().manual_seed(0)) * 0.1
+    codes = model.encode(wav)
+    for n_q in (5, 4):
+        path = export_decoder_onnx(model, tmp_path / f"decoder_nq{n_q}.onnx", n_q=n_q)
+        assert check_decoder_onnx(model, path, codes[:, :n_q]) < 1e-5
+        assert check_decoder_onnx(model, path, codes[:, :n_q, :7]) < 1e-5  # another length: dynamic time axis
+
+
+def test_a_mirror_decoder_is_refused_by_the_decoder_export():
+    from tinycodec.export.decoder_onnx import DecoderExport
+    from tinycodec.pretrained import load_pretrained
+
+    with pytest.raises(ValueError, match="only a server decoder"):
+        DecoderExport(load_pretrained("tiny_mirror"))

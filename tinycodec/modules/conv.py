@@ -53,6 +53,12 @@ FAST_PATH_MAX_FRAMES = 512
 FAST_PATH_UNDER_AUTOGRAD = False
 
 
+def _exporting() -> bool:
+    """Inside an ONNX export or a trace: graphs get the plain conv (unfold of a symbolic length has no
+    ONNX form); the fast path is an eager-mode saving only."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
 def causal_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
     """Left padding ``(k - 1) * d + 1 - s`` that gives ``T / s`` causal frames.
 
@@ -127,7 +133,7 @@ class StreamingConv1d(StreamingModule):
         # the multiply-and-sum path saves per-call overhead in inference; under autograd its
         # backward is 5-7x slower than the conv kernel's, so training uses the kernel
         recording = torch.is_grad_enabled() and self.conv.weight.requires_grad and not FAST_PATH_UNDER_AUTOGRAD
-        if 0 < n_frames <= FAST_PATH_MAX_FRAMES and self._is_depthwise and not recording:
+        if 0 < n_frames <= FAST_PATH_MAX_FRAMES and self._is_depthwise and not recording and not _exporting():
             y = self._depthwise_few_frames(x, n_frames)
         elif n_frames > 0:
             y = self.conv(x[..., : (n_frames - 1) * s + self.k_eff])
@@ -208,7 +214,7 @@ class StreamingConvTranspose1d(StreamingModule):
         if x.shape[-1] == 0:
             return x.new_zeros(x.shape[0], self.convtr.out_channels, 0)
         recording = torch.is_grad_enabled() and self.convtr.weight.requires_grad and not FAST_PATH_UNDER_AUTOGRAD
-        if x.shape[-1] <= FAST_PATH_MAX_FRAMES and self._is_depthwise_multiple and not recording:
+        if x.shape[-1] <= FAST_PATH_MAX_FRAMES and self._is_depthwise_multiple and not recording and not _exporting():
             y = self._depthwise_few_frames(x)
         else:
             y = self.convtr(x)  # [B, C_out, (N - 1) * s + k]
