@@ -144,3 +144,14 @@ def test_a_mirror_decoder_is_refused_by_the_decoder_export():
 
     with pytest.raises(ValueError, match="only a server decoder"):
         DecoderExport(load_pretrained("tiny_mirror"))
+
+
+def test_one_decoder_graph_serves_every_bitrate_through_its_levels_input(tmp_path):
+    from tinycodec.export.decoder_onnx import check_decoder_onnx, export_decoder_onnx
+    from tinycodec.pretrained import load_pretrained
+
+    model = load_pretrained("tinycodec")
+    codes = model.encode(torch.randn(1, 1, 256 * 12, generator=torch.Generator().manual_seed(1)) * 0.1)
+    path = export_decoder_onnx(model, tmp_path / "decoder.onnx", levels_input=True)
+    for n in range(1, 6):
+        assert check_decoder_onnx(model, path, codes, n_levels=n) < 1e-5

@@ -54,9 +54,15 @@ class DecoderExport(nn.Module):
         self.register_buffer("ola", torch.eye(n)[:, None, :])  # [n_fft, 1, n_fft] identity kernel
         self.hop, self.n_fft, self.delay = head.hop_length, n, int(model.decoder.delay)
 
-    def forward(self, codes: Tensor) -> Tensor:
+    def forward(self, codes: Tensor, levels: Tensor | None = None) -> Tensor:
+        """Args: codes (LongTensor): [B, n_q, F]; levels (Tensor | None): [n_q] weights of the levels,
+        1.0 to decode a level and 0.0 to leave it out (the first ``n`` ones: the bitrate at ``n``
+        codebooks, from one graph). Returns: Tensor: [B, 1, F * hop]."""
         n_q = codes.shape[1]
-        q = sum(F.embedding(codes[:, i], self.codebooks[i]) for i in range(n_q)).transpose(1, 2)  # [B, D, F]
+        rows = [F.embedding(codes[:, i], self.codebooks[i]) for i in range(n_q)]  # [B, F, D] each
+        if levels is not None:
+            rows = [r * levels[i] for i, r in enumerate(rows)]
+        q = sum(rows).transpose(1, 2)  # [B, D, F]
         x = self.decoder.embed(q)
         for block in self.decoder.blocks:
             x = block(x)
@@ -70,24 +76,43 @@ class DecoderExport(nn.Module):
         return y[..., self.delay: self.delay + n]
 
 
-def export_decoder_onnx(model: nn.Module, path: str | Path, n_q: int | None = None) -> Path:
+class _WithLevels(nn.Module):
+    def __init__(self, inner: DecoderExport) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, codes: Tensor, levels: Tensor) -> Tensor:
+        return self.inner(codes, levels)
+
+
+def export_decoder_onnx(model: nn.Module, path: str | Path, n_q: int | None = None, levels_input: bool = False) -> Path:
     """Write the decoder of ``model`` for ``n_q`` codebooks (default all) to ``path``: input ``codes``
-    [B, n_q, F] int64, output ``wav`` [B, 1, F * hop]; batch and time axes dynamic."""
+    [B, n_q, F] int64 (and with ``levels_input`` a float ``levels`` [n_q], see :meth:`DecoderExport.forward`:
+    one graph for every bitrate), output ``wav`` [B, 1, F * hop]; batch and time axes dynamic."""
     from tinycodec.export.onnx import export_module
 
     module = DecoderExport(model).eval()
     n_q = n_q or model.quantizer.num_quantizers
     example = torch.zeros(1, n_q, 16, dtype=torch.long)
     axes = {"codes": {0: "B", 2: "F"}, "wav": {0: "B", 2: "T"}}
-    return export_module(module, path, example, ["codes"], ["wav"], axes, fold_pads=False)
+    if not levels_input:
+        return export_module(module, path, example, ["codes"], ["wav"], axes, fold_pads=False)
+    return export_module(_WithLevels(module).eval(), path, (example, torch.ones(n_q)), ["codes", "levels"],
+                         ["wav"], axes, fold_pads=False)
 
 
-def check_decoder_onnx(model: nn.Module, path: str | Path, codes: Tensor) -> float:
-    """Largest |difference| between the ONNX decoder (onnxruntime) and ``model.decode`` on ``codes``."""
+def check_decoder_onnx(model: nn.Module, path: str | Path, codes: Tensor, n_levels: int | None = None) -> float:
+    """Largest |difference| between the ONNX decoder (onnxruntime) and ``model.decode`` on ``codes``
+    (for a graph with a ``levels`` input: on their first ``n_levels`` levels, the others switched off)."""
     from tinycodec.export.onnx import onnx_session
 
     session = onnx_session(path)
-    (wav,) = session.run(["wav"], {"codes": codes.cpu().numpy().astype(np.int64)})
+    feed = {"codes": codes.cpu().numpy().astype(np.int64)}
+    n = codes.shape[1]
+    if "levels" in {i.name for i in session.get_inputs()}:
+        n = n_levels or codes.shape[1]
+        feed["levels"] = (np.arange(codes.shape[1]) < n).astype(np.float32)
+    (wav,) = session.run(["wav"], feed)
     with torch.no_grad():
-        ref = model.decode(codes)
+        ref = model.decode(codes[:, :n])
     return float((torch.from_numpy(wav) - ref).abs().max())

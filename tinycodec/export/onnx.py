@@ -46,7 +46,8 @@ def export_module(module: nn.Module, path: str | Path, example: Tensor, input_na
     Args:
         module (nn.Module): in eval mode.
         path (str | Path): output ``.onnx`` file (parent folders are created).
-        example (Tensor): [B, 1, T] example input.
+        example (Tensor | tuple): [B, 1, T] example input (a tuple for a module of several inputs,
+            TorchScript exporter only).
         input_names, output_names (list[str]): graph tensor names.
         dynamic_axes (dict | None): ``{name: {axis: "label"}}`` (TorchScript style); for
             ``dynamo=True`` the input axes become ``Dim.DYNAMIC``.
@@ -71,7 +72,8 @@ def export_module(module: nn.Module, path: str | Path, example: Tensor, input_na
                                         dynamic_shapes=dyn, opset_version=OPSET)
             program.save(str(path))
         else:
-            torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=input_names,
+            args = example if isinstance(example, tuple) else (example,)  # several inputs: a tuple
+            torch.onnx.export(module, args, str(path), dynamo=False, input_names=input_names,
                               output_names=output_names, dynamic_axes=dynamic_axes or {},
                               opset_version=OPSET, do_constant_folding=True)
     for w in caught:
