@@ -54,6 +54,11 @@ def _book(session: nox.Session, *args: str) -> None:
     session.run("python", "tools/book.py", *args)
 
 
+def _npm(session: nox.Session) -> None:
+    """onnxruntime-web for the browser page, exactly as web/package-lock.json pins it (npm registry)."""
+    session.run("npm", "ci", "--prefix", "web", "--no-audit", "--no-fund", external=True)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff on the package, tests, tools and benchmarks; chapter pairs in sync."""
@@ -86,6 +91,7 @@ def book(session: nox.Session) -> None:
     runs them at their full default parameters (a laptop-CPU class run).
     """
     _install(session)
+    _npm(session)
     _book(session, "data")
     _book(session, "execute", *(["--full"] if "--full" in session.posargs else ["--fast"]))
     _book(session, "build")
@@ -104,9 +110,11 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
     _book(session, "execute", "--fast")
     _book(session, "nbval")
+    _npm(session)
     _book(session, "build")
     _book(session, "wording")
     _book(session, "browser")
+    _book(session, "web")
 
 
 @nox.session

@@ -53,3 +53,29 @@ def test_a_missing_toolchain_is_named(monkeypatch):
     monkeypatch.setattr(wasm.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="apt-get install -y clang lld wasi-libc"):
         wasm.build("tinycodec", Path("/nonexistent"))
+
+
+def test_the_page_check_fails_on_a_single_wrong_code(built, tmp_path):
+    # tools/web_check.py compares what the browser returned with Python; a check that cannot fail is no check
+    import torch
+    import web_check
+
+    from tinycodec.export.decoder_onnx import export_decoder_onnx
+    from tinycodec.export.onnx import onnx_session
+    from tinycodec.pretrained import load_pretrained
+
+    _, reference = built
+    model = load_pretrained("tinycodec")
+    session = onnx_session(export_decoder_onnx(model, tmp_path / "decoder.onnx", levels_input=True))
+    pcm = _clips(reference.sample_rate)["voice"][: 256 * 20]
+    reference.reset()
+    codes = reference.encode(pcm)
+    levels = (np.arange(5) < 4).astype(np.float32)
+    (wav,) = session.run(["wav"], {"codes": codes[None].astype(np.int64), "levels": levels})
+    good = {"pcm": pcm.tolist(), "codes": codes.tolist(), "decoded": {"4": wav.reshape(-1).tolist()}}
+    assert web_check.result_problems(good, reference, session, "clip") == []
+    bad = dict(good, codes=[list(level) for level in codes.tolist()])
+    bad["codes"][2][5] = (bad["codes"][2][5] + 1) % 512
+    assert "codes differ" in web_check.result_problems(bad, reference, session, "clip")[0]
+    louder = dict(good, decoded={"4": (1.01 * torch.tensor(good["decoded"]["4"])).tolist()})
+    assert "differs from ONNX Runtime" in web_check.result_problems(louder, reference, session, "clip")[0]

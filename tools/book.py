@@ -8,6 +8,7 @@
     python tools/book.py build                # Jupyter Book from the executed notebooks -> _build/html
     python tools/book.py browser              # headless Chromium opens every page -> _build/screenshots
     python tools/book.py wording              # no project-internal wording in the built HTML, README, cards, CLI help
+    python tools/book.py web                  # the browser page in headless Chromium: codes and audio vs Python
 
 Each chapter is executed once: `execute` skips a chapter whose source, parameters and package
 code are unchanged since its last run, and `build` renders the executed notebooks with
@@ -253,6 +254,13 @@ def cmd_build(args) -> int:
     # the book's source folder, which is the repository root in a plain build
     (SITE / "tinycodec").symlink_to(ROOT / "tinycodec", target_is_directory=True)
     write_static(SITE)  # without MathJax the book still builds; the browser check then fails
+    import web_demo  # the browser page's encoder (WebAssembly), decoder (ONNX) and onnxruntime-web
+
+    try:
+        web_demo.build(SITE / STATIC / "tinycodec_web")
+    except RuntimeError as exc:
+        print(f"[build] the browser page's assets: {exc}", file=sys.stderr)
+        return 1
     start = time.perf_counter()
     rc = subprocess.call([
         str(Path(sys.executable).with_name("jupyter-book")), "build", str(SITE), "--path-output", str(ROOT),
@@ -347,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("static").set_defaults(func=cmd_static)
     sub.add_parser("build").set_defaults(func=cmd_build)
     sub.add_parser("wording").set_defaults(func=cmd_wording)
+    p = sub.add_parser("web")
+    p.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+    p.set_defaults(func=lambda a: __import__("web_check").check_web_page(HTML, a.chromium))
     p = sub.add_parser("browser")
     p.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     p.set_defaults(func=cmd_browser)
