@@ -275,7 +275,8 @@ INTERNAL_PHRASES = (
     "our machines", "our build machines", "no dataset host is reachable", "servers our machines cannot reach",
     "the design notes these presets come from", "within the 20 % we allow", "check_seed_claims",
     "an earlier version of this chapter", "timeout -s term", "the project set itself", "the target of this project",
-    "our target for", "checkpoints/reference_", "/work/main", "seed documents",
+    "our target for", "checkpoints/reference_", "/work/main", "seed documents", "the issue asks",
+    "(issue ", "3-hour session",
 )
 
 

@@ -108,6 +108,21 @@ def _serve(root: Path):
     return server
 
 
+def offline_route(base: str, external: list[str]):
+    """A Playwright route handler: requests to the book's server (and data:/blob: URLs) pass; any
+    other is refused and its URL appended to ``external``, so a page that needs the network fails."""
+
+    def route(r) -> None:
+        url = r.request.url
+        if url.startswith((base, "data:", "blob:")):
+            r.continue_()
+        else:
+            external.append(url[:100])
+            r.abort()
+
+    return route
+
+
 def expects_audio(source: Path) -> bool:
     """A chapter plays sound when one of its code cells makes a player."""
     text = source.read_text() if source.exists() else ""
@@ -175,14 +190,7 @@ def check_site(html: Path, shots: Path, stems: list[str], chromium: str) -> int:
     base = f"http://127.0.0.1:{server.server_address[1]}"
     failures, report = [], {}
     external: list[str] = []
-
-    def route(r) -> None:
-        url = r.request.url
-        if url.startswith(base) or url.startswith("data:") or url.startswith("blob:"):
-            r.continue_()
-        else:
-            external.append(url[:100])
-            r.abort()
+    route = offline_route(base, external)
 
     try:
         with sync_playwright() as pw:

@@ -54,7 +54,7 @@ def result_problems(result: dict, reference, session, what: str) -> list[str]:
 
 
 def check_web_page(html: Path, chromium: str) -> int:
-    from browser_check import CHROMIUM_ARGS, _serve
+    from browser_check import CHROMIUM_ARGS, _serve, offline_route
     from playwright.sync_api import sync_playwright
 
     from tinycodec.export.onnx import onnx_session
@@ -78,13 +78,7 @@ def check_web_page(html: Path, chromium: str) -> int:
         args = CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                                 f"--use-file-for-fake-audio-capture={clip}", "--autoplay-policy=no-user-gesture-required"]
 
-        def route(r) -> None:
-            url = r.request.url
-            if url.startswith(base) or url.startswith(("data:", "blob:")):
-                r.continue_()
-            else:
-                external.append(url[:100])
-                r.abort()
+        route = offline_route(base, external)
 
         try:
             with sync_playwright() as pw:
