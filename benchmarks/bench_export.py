@@ -24,7 +24,7 @@ import torch
 
 from tinycodec.export.calibration import calibration_clips, prepare_untrained, split_clips
 from tinycodec.export.onnx import check_onnx, onnx_session, run_onnx
-from tinycodec.export.ptq import ptq
+from tinycodec.export.onnx_ptq import ptq
 from tinycodec.models import TinyStream
 
 

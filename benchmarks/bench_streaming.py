@@ -6,7 +6,15 @@ RTF = processing time / audio duration (lower is faster; 1.0 is just real time).
 Weights are random: the cost does not depend on them. Writes
 ``benchmarks/results/streaming.json``.
 
+``--deployed NAME`` measures a shipped model's deployed (int8-exact) encoder instead: streaming
+``model.encode`` on real speech at 1 and 4 frames per call, alone and followed by ``decode``, in CPU
+seconds per audio second (targets: 0.08 at 1 frame, 0.03 at 4). ``--baseline DIR`` runs the same
+measurement alternately on another source tree (e.g. ``git archive HEAD | tar -x -C DIR``), each
+round in a fresh process, and reports both and their ratio. Writes
+``benchmarks/results/streaming_deployed.json``.
+
 Usage: python benchmarks/bench_streaming.py [--quick] [--presets tiny small]
+       python benchmarks/bench_streaming.py --deployed tinycodec [--baseline DIR] [--rounds 3]
 
 Notebook: book/06_streaming.md
 """
@@ -25,6 +33,8 @@ from tinycodec.models import CodecModel, list_presets
 from tinycodec.models.summary import summary
 
 TARGET_TINY_RTF = 0.02  # issue 3; Lyra v2 reports ~0.029 on one phone core
+TARGET_DEPLOYED_RTF = {1: 0.08, 4: 0.03}  # issue 33: the deployed flagship encoder, CPU time, 1 thread
+SPEECH = Path(__file__).resolve().parent.parent / "data" / "demo" / "speech" / "pyannote_sample.wav"
 
 
 
@@ -78,14 +88,93 @@ def bench_preset(name: str, seconds: float, repeats: int) -> dict:
     }
 
 
+@torch.no_grad()
+def deployed_rtf(name: str, frames_per_call: list[int], seconds: float, repeats: int) -> dict:
+    """CPU seconds per audio second of ``name``'s streaming encoder (``encode``) and of the encode +
+    decode loop, per frames-per-call; the least disturbed of ``repeats``."""
+    from tinycodec.audio import load
+    from tinycodec.pretrained import load_pretrained
+
+    model = load_pretrained(name).eval()
+    hop, sr = model.hop_length, model.sample_rate
+    wav = load(SPEECH, sr)[0].reshape(1, 1, -1)[..., : int(seconds * sr) // (4 * hop) * 4 * hop]
+    audio_s = wav.shape[-1] / sr
+    out = {}
+    for n in frames_per_call:
+        chunks = torch.split(wav, n * hop, dim=-1)
+        row = {}
+        for what in ("encode", "encode_decode"):
+            best = float("inf")
+            for r in range(repeats + 1):  # the first pass warms up
+                with model.streaming(1):
+                    cpu0 = time.process_time()
+                    for chunk in chunks:
+                        codes = model.encode(chunk)
+                        if what == "encode_decode":
+                            model.decode(codes)
+                    cpu = time.process_time() - cpu0
+                best = min(best, cpu / audio_s) if r else best
+            row[f"rtf_cpu_{what}"] = best
+        out[str(n)] = row
+    return {"model": name, "audio_seconds": audio_s, "frames_per_call": out}
+
+
+def deployed_report(args) -> dict:
+    """``--deployed``: this tree, and with ``--baseline`` the other tree, round by round."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if args.single:
+        return deployed_rtf(args.deployed, args.frames_per_call, args.seconds or 5.0, 1)
+    trees = {"current": Path(__file__).resolve().parent.parent}
+    if args.baseline:
+        trees["baseline"] = args.baseline.resolve()
+    rounds: dict[str, list] = {k: [] for k in trees}
+    for _ in range(args.rounds):
+        for side, root in trees.items():
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--deployed", args.deployed, "--single",
+                   "--seconds", str(args.seconds or 5.0), "--frames-per-call", *map(str, args.frames_per_call)]
+            env = {**os.environ, "PYTHONPATH": str(root)}
+            res = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, check=True)
+            rounds[side].append(json.loads(res.stdout.strip().splitlines()[-1]))
+    best = {side: {n: {k: min(r["frames_per_call"][n][k] for r in rs) for k in rs[0]["frames_per_call"][n]}
+                   for n in rs[0]["frames_per_call"]} for side, rs in rounds.items()}
+    report = {"benchmark": "deployed encoder, streaming, 1 thread, CPU seconds per audio second",
+              "model": args.deployed, "rounds": args.rounds, "machine": machine_info(), "best": best,
+              "targets": {str(n): {"rtf_cpu_encode": v, "met": best["current"].get(str(n), {}).get(
+                  "rtf_cpu_encode", float("inf")) <= v} for n, v in TARGET_DEPLOYED_RTF.items()}}
+    if "baseline" in best:
+        report["speedup_vs_baseline"] = {n: {k: best["baseline"][n][k] / v for k, v in row.items()}
+                                         for n, row in best["current"].items()}
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 s of audio, 1 repeat, TinyStream presets only")
     parser.add_argument("--presets", nargs="*", default=None, help="presets to run (default: all)")
     parser.add_argument("--seconds", type=float, default=None, help="audio per repeat (default 5, quick 1)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "streaming.json")
+    parser.add_argument("--deployed", default=None, help="a shipped model: time its deployed encoder")
+    parser.add_argument("--frames-per-call", type=int, nargs="*", default=[1, 4])
+    parser.add_argument("--baseline", type=Path, default=None, help="--deployed: also time this source tree")
+    parser.add_argument("--rounds", type=int, default=3, help="--deployed: fresh processes per tree")
+    parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # one round, JSON to stdout
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.deployed:
+        report = deployed_report(args)
+        if args.single:
+            import json
+
+            print(json.dumps(report))
+            return 0
+        print(report["best"], report.get("speedup_vs_baseline", ""))
+        out = args.out if args.out.name != "streaming.json" else args.out.with_name("streaming_deployed.json")
+        write_report(out, report)
+        return 0
     presets = args.presets or (list_presets("tinystream") if args.quick else list_presets())
     seconds = args.seconds or (1.0 if args.quick else 5.0)
     repeats = 1 if args.quick else 3

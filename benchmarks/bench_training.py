@@ -10,6 +10,11 @@ stretches single rounds 10x); the medians are reported beside them:
 - ``reconstruction``: the generator-only step, before (unfold fast path under autograd) / after.
 - ``adversarial``: the GAN-phase step, before (fast path + two discriminator forwards + NCHW STFT
   discriminator) / after (one shared forward, channels-last STFT discriminator).
+
+The old code paths live here, not in the package: :func:`two_forward_trainer` takes the step's two
+discriminator forwards (the path DDP and torch.compile take; ``tests/test_train_discriminators.py``
+pins it equal to the shared one), and :func:`fast_path_under_autograd` lets the depthwise convs take
+their multiply-and-sum path while autograd records.
 - ``decoder``: training the server decoder on the frozen int8-exact encoder with the multi-scale
   STFT discriminator, GAN on, against the old full ``tiny`` GAN step (the issue asks >= 3x).
 - ``decoder_window``: the same with random-window discriminators (``disc_window=0.125``: each
@@ -25,12 +30,14 @@ Results: benchmarks/results/training.json. Notebook: book/04_training.md
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -39,9 +46,26 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import machine_info, write_report  # noqa: E402
 
 
+def two_forward_trainer(config):
+    """A trainer whose adversarial step takes two discriminator forwards (the old step's path)."""
+    from tinycodec.train import Trainer
+
+    class TwoForwardTrainer(Trainer):
+        one_disc_forward = False
+
+    return TwoForwardTrainer(config)
+
+
+def fast_path_under_autograd(on: bool):
+    """A context in which (``on``) depthwise convs take their multiply-and-sum path under autograd too."""
+    from tinycodec.modules import conv
+
+    return mock.patch.object(conv, "_recording", lambda weight: False) if on else contextlib.nullcontext()
+
+
 def build(name: str, audio_dir: str, tmp: str, batch: int, length: float):
     """A trainer for configuration ``name`` and whether it runs the old code paths."""
-    from tinycodec.export.qat import prepare_int8_model
+    from tinycodec.export.int8_prepare import prepare_int8_model
     from tinycodec.pretrained import load_pretrained
     from tinycodec.train import TrainConfig, Trainer
     from tinycodec.train.checkpoint import export_weights
@@ -68,8 +92,7 @@ def build(name: str, audio_dir: str, tmp: str, batch: int, length: float):
     else:
         warmup = 0 if name.startswith("adversarial") else 10**9
         cfg = TrainConfig(preset="tiny", disc_warmup_steps=warmup, **common)
-    trainer = Trainer(cfg)
-    trainer.shared_disc_forward = not old
+    trainer = two_forward_trainer(cfg) if old else Trainer(cfg)
     for m in trainer.disc.modules():  # the old runs: NCHW 2-D convs (channels-last came later)
         if isinstance(m, STFTDiscriminator):
             m.set_memory_format(torch.contiguous_format if old else torch.channels_last)
@@ -78,7 +101,6 @@ def build(name: str, audio_dir: str, tmp: str, batch: int, length: float):
 
 
 def main() -> None:
-    from tinycodec.modules import conv
     from tinycodec.train.data import CropDataset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -101,14 +123,13 @@ def main() -> None:
         times: dict[str, list[float]] = {n: [] for n in names}
         for r in range(rounds + 1):  # round 0 warms every configuration up, untimed
             for name, (trainer, old) in trainers.items():
-                conv.FAST_PATH_UNDER_AUTOGRAD = old
-                t0 = time.perf_counter()
-                for wav in batches:
-                    trainer.train_step(wav)
-                    trainer.step += 1
-                if r:
-                    times[name].append((time.perf_counter() - t0) / per_round)
-        conv.FAST_PATH_UNDER_AUTOGRAD = False
+                with fast_path_under_autograd(old):
+                    t0 = time.perf_counter()
+                    for wav in batches:
+                        trainer.train_step(wav)
+                        trainer.step += 1
+                    if r:
+                        times[name].append((time.perf_counter() - t0) / per_round)
         params = {n: sum(p.numel() for p in t.model.parameters() if p.requires_grad) for n, (t, _) in trainers.items()}
         disc = {n: sum(p.numel() for p in t.disc.parameters()) for n, (t, _) in trainers.items()}
     audio = batch * length

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -175,8 +176,35 @@ def test_loudness_dbfs():
 
 # The optional extra: torchaudio is a reference here, never a dependency (it cannot import with the
 # CPU torch we pin; it does on the GPU machine). This is the one skip the suite allows.
+def import_torchaudio():
+    """torchaudio, or a skip saying why not: not installed, or installed for another torch, whose
+    compiled extension fails to load with an ``OSError`` (``importorskip`` lets that through)."""
+    try:
+        import torchaudio
+    except ModuleNotFoundError as exc:
+        if exc.name != "torchaudio":  # a module torchaudio itself needs: broken, not absent
+            raise
+        pytest.skip("torchaudio is not installed")
+    except (ImportError, OSError) as exc:
+        pytest.skip(f"torchaudio is installed but cannot load with this torch: {exc}")
+    return torchaudio
+
+
+def test_a_torchaudio_that_cannot_load_is_a_skip(tmp_path, monkeypatch):
+    fake = tmp_path / "torchaudio"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise OSError('libtorchaudio.so: undefined symbol: _ZN3c10')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "torchaudio", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="cannot load with this torch: libtorchaudio.so"):
+        import_torchaudio()
+    (fake / "__init__.py").write_text("import torchaudio_missing_dependency\n")
+    with pytest.raises(ModuleNotFoundError, match="torchaudio_missing_dependency"):  # broken: not skipped
+        import_torchaudio()
+
+
 def test_matches_torchaudio_where_it_imports():
-    ta = pytest.importorskip("torchaudio")
+    ta = import_torchaudio()
     x = torch.tensor(_bandlimited(44100)[0], dtype=torch.float32)[None]
     ref = ta.functional.resample(
         x, 44100, 16000, resampling_method="sinc_interp_kaiser", beta=14.769656459379492

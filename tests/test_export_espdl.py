@@ -90,8 +90,8 @@ def test_compare_quantization_reports_every_conv_layer(tmp_path):
     model = TinyStream.from_preset("ultra_tiny").eval()
     calib, held = split_clips(calibration_clips(Path(__file__).resolve().parents[1] / "data" / "demo", sample_rate=16000))
     rep = compare_quantization(model, calib, held[:1], tmp_path, calib_steps=4, seconds=1.0)
-    convs = [layer for layer in extract_graph(model.encoder)[0] if layer["op"] in ("conv1d", "depthwise", "pointwise")]
-    assert [row["layer"] for row in rep["layers"]] == [layer["name"] for layer in convs]
+    convs = [layer for layer in extract_graph(model.encoder)[0] if layer.op.is_conv]
+    assert [row["layer"] for row in rep["layers"]] == [layer.name for layer in convs]
     for row in rep["layers"]:
         for side in ("ours", "esp_ppq"):
             assert np.isfinite(row[side]["snr_db"]) and isinstance(row[side]["output_exponent"], int)
@@ -131,3 +131,25 @@ def test_espdl_equalization_keeps_the_callers_model_and_the_function():
         assert torch.allclose(eq.encoder(wav), model.encoder(wav), atol=1e-4)
     soundstream = load_model("soundstream_tiny")  # ELU: nothing our graph walker can equalize
     assert _equalized(soundstream) is soundstream
+
+
+def test_espdl_of_a_deployed_encoder_reports_agreement_with_the_int8_reference(tmp_path, ultra_tiny_espdl):
+    from tinycodec.export import calibration
+    from tinycodec.export.encoder import EncoderExport
+    from tinycodec.export.espdl import _ppq_embeddings
+    from tinycodec.export.int8_quantize import int8_encoder_of
+    from tinycodec.pretrained import load_pretrained
+
+    assert ultra_tiny_espdl[1].device_agreement == {}  # a float model has no device codes to compare with
+    model = load_pretrained("ultra_tiny")  # the deployed int8 encoder
+    calib, held = split_clips(calibration_clips(Path(__file__).resolve().parents[1] / "data" / "demo", sample_rate=16000))
+    r = export_espdl(model, tmp_path, target="esp32s3", bits=8, calib_wavs=calib, eval_wavs=held[:2],
+                     calib_steps=4, fallback=False)
+    windows = calibration.windows(held[:2], r.input_length, 16)
+    ref = int8_encoder_of(model)
+    vq = EncoderExport(model)
+    with torch.no_grad():
+        codes = [vq.quantize(z) for z in _ppq_embeddings(r.graph, windows)]
+    same = sum(int((c[0].numpy() == ref.encode(w)).sum()) for c, w in zip(codes, windows, strict=True))
+    assert r.device_agreement[8] == same / sum(c.numel() for c in codes)
+    assert r.device_agreement[8] < 1.0  # esp-ppq requantizes the float encoder its own way

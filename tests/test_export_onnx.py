@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,7 @@ import onnx  # noqa: E402
 from tinycodec.export.calibration import calibration_clips, prepare_untrained, split_clips  # noqa: E402
 from tinycodec.export.encoder import EncoderExport  # noqa: E402
 from tinycodec.export.onnx import check_onnx, export_onnx, onnx_session, run_onnx  # noqa: E402
-from tinycodec.export.ptq import ptq  # noqa: E402
+from tinycodec.export.onnx_ptq import ptq  # noqa: E402
 from tinycodec.models import TinyStream  # noqa: E402
 
 DATA = str(Path(__file__).resolve().parents[1] / "data" / "demo")
@@ -114,19 +115,42 @@ def test_ptq_code_agreement(tmp_path, clips):
     assert (tmp_path / "encoder_int8.onnx").is_file()
 
 
-def test_onnx_of_a_deployed_encoder_reports_its_agreement_with_the_device(tmp_path, clips):
+@pytest.mark.parametrize("name", ["ultra_tiny", "tinycodec"])  # a SEANet and the spectral flagship
+def test_onnx_of_a_deployed_encoder_sends_the_devices_codes(tmp_path, clips, name):
+    from tinycodec.export.int8_quantize import int8_encoder_of
+    from tinycodec.export.onnx import ARITHMETIC_KEY
     from tinycodec.pretrained import load_pretrained
 
-    model = load_pretrained("ultra_tiny")  # its encoder computes the firmware's int8 arithmetic
+    model = load_pretrained(name)  # its encoder computes the firmware's int8 arithmetic
     assert model.config.encoder_int8
-    path = export_onnx(model, tmp_path / "ultra_tiny.onnx")
-    check = check_onnx(model, path, [c.reshape(1, 1, -1) for c in clips[:2]])
-    assert check.code_agreement > 0.99  # the graph equals the float encoder it exported ...
-    assert check.device_code_agreement < check.code_agreement  # ... which is not what the device sends
+    path = export_onnx(model, tmp_path / f"{name}.onnx")
+    assert {p.key: p.value for p in onnx.load(str(path)).metadata_props}[ARITHMETIC_KEY] == "int8"
+    wavs = [c.reshape(1, 1, -1)[..., : 16000 + 77] for c in clips[:2]]  # not a multiple of the hop
+    check = check_onnx(model, path, wavs)
+    assert check.reference == "int8" and check.max_abs_diff == 0.0
+    assert check.code_agreement == check.device_code_agreement == 1.0
+    ref = int8_encoder_of(model)
+    codes, _ = run_onnx(onnx_session(path), wavs[0])
+    np.testing.assert_array_equal(codes[0].numpy(), ref.encode(wavs[0]))  # the numpy int8 reference's codes
+    fl = check_onnx(model, export_onnx(model, tmp_path / "float.onnx", exact_int8=False), wavs)
+    assert fl.reference == "float" and fl.device_code_agreement < fl.code_agreement  # not what the device sends
+
+
+def test_a_layer_without_an_exact_float32_form_is_refused():
+    from tinycodec.export.int8 import Int8Encoder, Int8Layer, Op
+    from tinycodec.export.onnx_int8 import Int8GraphExport
+
+    layer = Int8Layer(Op.POINTWISE, [0], 1, weight=np.full((2, 1), 127, np.int8), bias=np.array([2**25, 0], np.int32),
+                      shift=20)
+    enc = Int8Encoder(layers=[layer], channels={0: 1, 1: 2}, exponents={0: 15, 1: 0},
+                      codebooks=np.zeros((1, 2, 2), np.int8), z_shift=0, cb_shifts=np.zeros(1, np.int64),
+                      hop_length=1, sample_rate=16000)
+    with pytest.raises(ValueError, match="float32"):
+        Int8GraphExport(enc)
 
 
 def test_the_server_decoder_exports_to_onnx_and_decodes_as_the_model_does(tmp_path):
-    from tinycodec.export.decoder_onnx import check_decoder_onnx, export_decoder_onnx
+    from tinycodec.export.onnx_decoder import check_decoder_onnx, export_decoder_onnx
     from tinycodec.pretrained import load_pretrained
 
     model = load_pretrained("tinycodec")
@@ -139,7 +163,7 @@ def test_the_server_decoder_exports_to_onnx_and_decodes_as_the_model_does(tmp_pa
 
 
 def test_a_mirror_decoder_is_refused_by_the_decoder_export():
-    from tinycodec.export.decoder_onnx import DecoderExport
+    from tinycodec.export.onnx_decoder import DecoderExport
     from tinycodec.pretrained import load_pretrained
 
     with pytest.raises(ValueError, match="only a server decoder"):
@@ -147,7 +171,7 @@ def test_a_mirror_decoder_is_refused_by_the_decoder_export():
 
 
 def test_one_decoder_graph_serves_every_bitrate_through_its_levels_input(tmp_path):
-    from tinycodec.export.decoder_onnx import check_decoder_onnx, export_decoder_onnx
+    from tinycodec.export.onnx_decoder import check_decoder_onnx, export_decoder_onnx
     from tinycodec.pretrained import load_pretrained
 
     model = load_pretrained("tinycodec")

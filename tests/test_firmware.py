@@ -71,7 +71,6 @@ def test_before_fields_come_from_an_older_report_or_carry_over(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_int8():
-    pytest.importorskip("torch")
     from tinycodec.export.calibration import default_calib_wavs, load_pcm
     from tinycodec.export.int8_quantize import quantize_encoder
     from tinycodec.pretrained import load_model

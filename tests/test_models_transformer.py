@@ -43,7 +43,7 @@ def chunked(model, x: torch.Tensor, rng: random.Random, max_frames: int = 9):
             codes.append(c)
             wavs.append(model.decode(c))
             pos += n
-        state = model.encoder.mods[1].layers[0].attn._streaming_state
+        state = model.get_streaming_state()["encoder.mods.1.layers.0.attn"]
         cache_len = state.k.shape[2]
     return torch.cat(codes, -1), torch.cat(wavs, -1), cache_len
 
@@ -69,7 +69,7 @@ def test_preset_streams_exactly_and_leaving_resets():
     off = m.decode(m.encode(x))
     _, wav, _ = chunked(m, x, random.Random(5))
     assert (wav - off).abs().max() < 1e-5
-    assert not m.is_streaming and m.encoder.mods[1].layers[0].attn._streaming_state is None
+    assert not m.is_streaming and all(state is None for state in m.get_streaming_state().values())
     with m.streaming(1):  # reset_streaming: a second stream starts from zeros again
         m.encode(x[..., : 5 * m.hop_length])
         m.reset_streaming()

@@ -13,6 +13,7 @@ from tinycodec.modules import (
     SEANetEncoder,
     StreamingConv1d,
     StreamingConvTranspose1d,
+    StreamingModule,
     StreamingSeparableConv1d,
     StreamingSeparableConvTranspose1d,
     causal_padding,
@@ -147,6 +148,51 @@ def test_streaming_state_api():
     assert torch.equal(unit(x), first)  # offline == fresh zero state
     with pytest.raises(RuntimeError):
         unit.reset_streaming()
+
+
+@torch.no_grad()
+def test_streaming_state_get_and_set_resume_a_stream():
+    """moshi's pattern: a stream's states, taken out with get_streaming_state and put back later with
+    set_streaming_state (after another stream ran in between), continue exactly where it stopped."""
+    torch.manual_seed(5)
+    unit = ResidualUnit(4, dilation=3)
+    a, b = torch.randn(1, 4, 30), torch.randn(1, 4, 10)
+    offline = unit(a)
+    with unit.streaming(1):
+        straight = torch.cat([unit(a[..., :10]), unit(a[..., 10:])], -1)
+    names = [n for n, m in unit.named_modules() if isinstance(m, StreamingModule)]
+    assert list(unit.get_streaming_state()) == names and "" in names
+    assert all(v is None for v in unit.get_streaming_state().values())  # outside a block
+    saved = unit.initial_streaming_state(1)
+    assert not unit.is_streaming  # only built, not installed
+    unit.set_streaming_state(saved)
+    first = unit(a[..., :10])
+    saved = unit.get_streaming_state()
+    unit.set_streaming_state(unit.initial_streaming_state(1))
+    unit(b)  # another stream moves the states on
+    unit.set_streaming_state(saved)
+    assert torch.equal(torch.cat([first, unit(a[..., 10:])], -1), straight)
+    unit.set_streaming_state(dict.fromkeys(names))  # all None: streaming stops
+    assert not unit.is_streaming and torch.equal(unit(a), offline)  # each call from a fresh zero state again
+    with pytest.raises(KeyError, match="missing"):
+        unit.set_streaming_state({"": None})
+    mixed = unit.initial_streaming_state(1) | {"": unit.initial_streaming_state(2)[""]}
+    with pytest.raises(ValueError, match="batch size"):
+        unit.set_streaming_state(mixed)
+    with pytest.raises(ValueError, match="batch_size"):
+        unit.initial_streaming_state(0)
+
+
+def test_a_new_stream_sees_the_modules_as_they_are_now():
+    # the tree of streaming modules is kept between calls (a server gets and sets states on every one)
+    # and walked again when a stream starts: a layer added between two streams streams in the second
+    unit = ResidualUnit(4, dilation=1)
+    with unit.streaming(1):
+        assert "extra" not in unit.get_streaming_state()
+    unit.extra = StreamingConv1d(4, 4, 3)
+    with unit.streaming(1):
+        assert unit.extra.is_streaming and "extra" in unit.get_streaming_state()
+    assert not unit.extra.is_streaming
 
 
 @torch.no_grad()

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from tinycodec.models import TinyStream, get_preset
-from tinycodec.modules.server_decoder import ISTFTHead, ServerDecoder
+from tinycodec.modules.server_decoder import (
+    DEFAULT_DELAY,
+    DEFAULT_FFT_HOPS,
+    HeadGeometry,
+    ISTFTHead,
+    ServerDecoder,
+)
 
 
 def test_server_decoder_shapes_and_size():
@@ -98,10 +104,23 @@ def test_delayed_decoder_streams_the_offline_output_late(chunk):
 
 
 def test_decoder_delay_beyond_the_window_is_a_clear_error():
-    with pytest.raises(ValueError, match="decoder_delay=2 frames must lie in 0..1"):
+    with pytest.raises(ValueError, match="delay=2 frames must lie in 0..1"):
         TinyStream(decoder="server", decoder_delay=2, decoder_n_fft=512)
-    with pytest.raises(ValueError, match="delay=4 frames"):
+    with pytest.raises(ValueError, match="delay=4 frames must lie in 0..1"):
         ServerDecoder(D=8, hop_length=32, delay=4)
+    with pytest.raises(ValueError, match="n_fft=96 must be a positive multiple of hop_length=64"):
+        HeadGeometry(64, 96)
+
+
+def test_one_geometry_for_the_config_and_the_decoder():
+    """The FFT size and the delay have one set of defaults and one check (HeadGeometry): a config that
+    leaves them at their defaults and a ServerDecoder built without them get the same head."""
+    model = TinyStream(decoder="server", decoder_dim=32, decoder_layers=1)
+    bare = ServerDecoder(D=model.config.D, hop_length=model.hop_length, dim=32, num_layers=1)
+    hop = model.hop_length
+    assert model.config.server_geometry == bare.geometry == HeadGeometry(hop, DEFAULT_FFT_HOPS * hop, DEFAULT_DELAY)
+    assert (model.decoder.head.n_fft, model.delay) == (bare.head.n_fft, bare.delay) == (2 * hop, hop)
+    assert HeadGeometry(hop, 4 * hop, 3).hops == 4
 
 
 def test_server_configs_saved_before_the_delay_keep_their_geometry():

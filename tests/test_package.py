@@ -112,3 +112,20 @@ def test_loading_the_flagship_does_not_import_torch_dynamo():
             "sys.exit(1 if 'torch._dynamo' in sys.modules else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr or "torch._dynamo was imported"
+
+
+def test_cli_encode_and_decode_import_only_what_they_use(tmp_path):
+    # what makes the command line start slowly: each of these costs tens of ms to seconds per call
+    # (benchmarks/bench_cli.py measures the CPU time against `import torch`)
+    import numpy as np
+    import soundfile as sf
+
+    wav, tcz = tmp_path / "a.wav", tmp_path / "a.tcz"
+    sf.write(wav, (np.random.default_rng(0).standard_normal(8000) * 3000).astype(np.int16), 16000)
+    unwanted = ["torch._dynamo", "torch.onnx", "onnxruntime", "tinycodec.train", "tinycodec.eval"]
+    for argv in (["encode", str(wav), str(tcz)], ["decode", str(tcz), str(tmp_path / "b.wav")]):
+        code = (f"import sys; from tinycodec.cli import main; rc = main({argv!r}); "
+                f"print([m for m in {unwanted!r} if m in sys.modules]); sys.exit(rc)")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().splitlines()[-1] == "[]", (argv[0], proc.stdout)

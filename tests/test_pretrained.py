@@ -18,13 +18,24 @@ def test_preset_spec_is_deterministic_in_its_seed():
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
 
 
-def test_exported_weights_round_trip(tmp_path):
-    model = load_model("ultra_tiny", seed=1)
-    path = tinycodec.export_weights(model, tmp_path / "m.safetensors")
-    again = load_model(str(path))
+# One round trip per encoder kind: float SEANet (tiny_v1), int8-exact SEANet (ultra_tiny), float FFT
+# frontend (tiny_stft_v1), int8-exact FFT frontend (tinycodec); as a full float32 file and as the
+# float16 inference file that ships (shipped weights are float16 already, so both are exact).
+@pytest.mark.parametrize("half", [False, True], ids=["float32", "float16_inference"])
+@pytest.mark.parametrize("name", ["tiny_v1", "ultra_tiny", "tiny_stft_v1", "tinycodec"])
+def test_exported_weights_round_trip(tmp_path, name, half):
+    from tinycodec.bitstream import encoder_hash
+
+    model = load_model(name)
+    kw = dict(dtype=torch.float16, inference_only=True) if half else {}
+    again = load_model(str(tinycodec.export_weights(model, tmp_path / "m.safetensors", **kw)))  # the file alone
     assert again.config == model.config and again.family == model.family
-    wav = torch.randn(1, 1, 4 * model.hop_length)
-    assert torch.equal(again.encode(wav), model.encode(wav))
+    assert encoder_hash(again) == encoder_hash(model)
+    wav = 0.1 * torch.randn(1, 1, 16 * model.hop_length, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        codes = model.encode(wav)
+        assert torch.equal(again.encode(wav), codes)
+        assert torch.equal(again.decode(codes), model.decode(codes))
 
 
 def test_half_precision_inference_file_is_smaller_and_fine_tunes(tmp_path):

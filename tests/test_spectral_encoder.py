@@ -131,8 +131,8 @@ def test_int8_spectral_encoder_streams_and_agrees_with_float_on_real_audio():
 
 
 def test_int8_exact_spectral_model_is_the_reference_bit_for_bit():
+    from tinycodec.export.int8_prepare import prepare_int8_model
     from tinycodec.export.int8_quantize import int8_encoder_of
-    from tinycodec.export.qat import prepare_int8_model
     from tinycodec.pretrained import load_pretrained
 
     model = prepare_int8_model(load_pretrained("tiny_stft_v1"), [speechlike(2.0, seed=1)[0, 0].numpy()])
@@ -173,20 +173,13 @@ def test_cli_encoder_flag_reaches_the_config():
     assert config_from_args(args).encoder == "stft"
 
 
-def test_weights_file_round_trip_and_its_own_encoder_hash(tmp_path):
-    import tinycodec
+def test_its_encoder_hash_is_its_own():
+    """(Its weights file round trip: tests/test_pretrained.py, one per encoder kind.)"""
     from tinycodec.bitstream import encoder_hash
-    from tinycodec.pretrained import load_pretrained, load_weights
+    from tinycodec.pretrained import load_pretrained
 
-    model = stft_tiny()
-    path = tinycodec.export_weights(model, tmp_path / "s.safetensors", dtype=torch.float16, inference_only=True)
-    again = load_weights(path)
-    assert again.config.encoder == "stft"
-    x = speechlike(0.5)
-    with torch.no_grad():
-        torch.testing.assert_close(again.encoder(x), model.encoder(x), atol=0.05, rtol=0.02)  # float16 weights
-    assert encoder_hash(again) == encoder_hash(model)
-    assert encoder_hash(again) != encoder_hash(load_pretrained("tiny"))  # never mistaken for the firmware's
+    # tiny's sizes with the FFT frontend: never mistaken for the firmware's SEANet encoder
+    assert encoder_hash(stft_tiny()) != encoder_hash(load_pretrained("tiny"))
 
 
 def test_onnx_export_gives_the_same_codes(tmp_path):

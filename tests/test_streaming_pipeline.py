@@ -130,15 +130,14 @@ def test_bounded_queues_apply_backpressure_to_the_encoder(model):
     assert len(ahead) == 25
 
 
-def test_early_close_stops_both_threads(model):
+def test_early_close_stops_both_threads(model, caplog):
     gen = stream(model, (torch.zeros(model.hop_length) for _ in range(10_000)), queue_size=2)
     for event in gen:
         if event["type"] == "audio_chunk" and event["chunk_num"] == 2:
             break
-    t0 = time.perf_counter()
-    gen.close()
-    assert time.perf_counter() - t0 < 2.0
+    gen.close()  # joins both threads (each within the stream's timeout, or a warning says which did not)
     assert not _pipeline_threads()
+    assert "did not stop" not in caplog.text
 
 
 def test_decoder_exception_surfaces_in_consumer():
@@ -170,21 +169,21 @@ def test_source_exception_surfaces_in_consumer(model):
 
 
 def test_stalled_source_times_out_instead_of_hanging(model):
-    release = threading.Event()
+    release, returned = threading.Event(), threading.Event()
 
     def source():
         yield torch.zeros(model.hop_length)
         release.wait(30.0)  # stalled until the test lets it go: longer than any timeout by construction
+        returned.set()
         yield torch.zeros(model.hop_length)
 
-    t0 = time.perf_counter()
     with pytest.raises(StreamTimeout):
         list(stream(model, source(), timeout=0.3))
-    assert time.perf_counter() - t0 < 3.0
+    assert not returned.is_set()  # the stream gave up while the source was still stalled
     release.set()  # the stuck source returns, then its thread exits
-    while _pipeline_threads() and time.perf_counter() - t0 < 30.0:
-        time.sleep(0.05)
-    assert not _pipeline_threads()
+    for t in _pipeline_threads():
+        t.join(timeout=30.0)  # a safety net: the thread ends as soon as its source returns
+    assert returned.is_set() and not _pipeline_threads()
 
 
 def test_max_duration_is_a_hard_limit(model):

@@ -1,9 +1,12 @@
 """Training hardening: ``--resume CKPT`` alone continues the run exactly, flags that would change it
-are refused, stale temporaries go, malformed checkpoints fail with one line, and a folder of hostile
-files trains on its good files."""
+are refused, stale temporaries go, malformed checkpoints fail with one line, a checkpoint chooses
+neither where a run writes nor how much it allocates, a divergence names a good checkpoint that
+exists, and a folder of hostile files trains on its good files."""
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import re
 import warnings
@@ -21,6 +24,8 @@ from tinycodec.models import TinyStreamConfig
 from tinycodec.train import TrainConfig, load_checkpoint, train
 from tinycodec.train.checkpoint import CheckpointError, CheckpointManager, check_resumable, read_checkpoint
 from tinycodec.train.discriminators import DiscriminatorConfig
+from tinycodec.train.loop import Trainer
+from tinycodec.train.losses import MultiScaleMelLoss
 
 SMALL = TinyStreamConfig(C=2, D=16, codebook_size=16, num_quantizers=2)
 
@@ -52,14 +57,15 @@ def test_resume_alone_continues_the_run_bit_identically(corpus, tmp_path):
     assert main(_flags(corpus, tmp_path, 10)) == 0
     ckpt = tmp_path / "ckpt"
     straight = torch.load(ckpt / "step_00000010.pt", weights_only=True)
-    os.replace(ckpt / "step_00000005.pt", tmp_path / "half.pt")  # the run as a crash at step 5 left it
+    os.replace(ckpt / "step_00000005.pt", ckpt / "half.pt")  # the run as a crash at step 5 left it
     for p in ckpt.glob("step_*.pt"):
         p.unlink()
     (ckpt / ".step_00000010.pt.x1y2.tmp").write_bytes(b"half a save")  # what kill -9 mid-save leaves
-    assert main(["train", "--resume", str(tmp_path / "half.pt")]) == 0  # nothing else: the run continues
-    resumed = torch.load(ckpt / "step_00000010.pt", weights_only=True)
+    assert main(["train", "--resume", str(ckpt / "half.pt")]) == 0  # nothing else: the run continues
+    resumed = torch.load(ckpt / "step_00000010.pt", weights_only=True)  # beside the checkpoint it resumed
     assert not (ckpt / ".step_00000010.pt.x1y2.tmp").exists()
     assert resumed["train_config"]["batch_size"] == 3 and resumed["train_config"]["disc_warmup_steps"] == 7
+    assert resumed["train_config"]["log_dir"] == str(ckpt / "runs") and (ckpt / "runs").is_dir()
     for part in ("model", "discriminator"):
         for k, v in straight[part].items():
             assert torch.equal(v, resumed[part][k]), (part, k)
@@ -108,12 +114,14 @@ def _bad(kind: str) -> dict:
         c["model_config"]["bogus"] = 1
     elif kind == "wrong type":
         c["model_config"]["C"] = "two"
+    elif kind == "over a cap":
+        c["model_config"]["C"] = 200_000
     elif kind == "shape mismatch":
         c["model"][first] = torch.zeros(3, 3)
     elif kind == "non-finite":
         c["model"][first] = c["model"][first].clone().fill_(float("nan"))
-    elif kind == "too large":
-        c["model_config"]["C"] = 200_000
+    elif kind == "too large":  # every field within its cap, the whole too large
+        c["model_config"]["C"] = 1024
     elif kind == "tensor type":
         c["model"][first] = [1.0, 2.0]
     elif kind == "step type":
@@ -123,7 +131,8 @@ def _bad(kind: str) -> dict:
 
 @pytest.mark.parametrize("kind, message", [
     ("missing key", "missing key"), ("unknown field", "unexpected keyword argument 'bogus'"),
-    ("wrong type", "model config does not build"), ("shape mismatch", "has shape (3, 3)"),
+    ("wrong type", "C='two' must be an integer"), ("over a cap", "C=200000 is above its cap of 1024"),
+    ("shape mismatch", "has shape (3, 3)"),
     ("non-finite", "non-finite weights"), ("too large", "M parameters (limit"), ("tensor type", "not a tensor"),
     ("step type", "step must be"),
 ])
@@ -208,3 +217,157 @@ def test_pruning_keeps_this_runs_latest_steps_and_never_touches_another_runs(tmp
     written = [manager.save({"step": s, "w": torch.zeros(1)}) for s in (100, 200, 300)]
     assert all(p.exists() for p in other)  # sorted by name they would have been "newer" and survived, and
     assert [p.exists() for p in written] == [False, True, True]  # this run's own would have been deleted
+
+
+def test_pruning_never_removes_the_protected_checkpoint(tmp_path):
+    manager = CheckpointManager(tmp_path, keep_last=1)
+    first = manager.save({"step": 100, "w": torch.zeros(1)})
+    manager.protect(first)  # the last good checkpoint a divergence message would name
+    second = manager.save({"step": 200, "w": torch.zeros(1)})
+    manager.save({"step": 300, "w": torch.zeros(1)})
+    assert first.exists() and not second.exists()
+
+
+# -- a checkpoint's train_config: paths, resources, history (issue 29, point 5) --------------------
+@pytest.fixture(scope="module")
+def one_step(corpus, tmp_path_factory) -> dict:
+    """A resumable checkpoint of a one-step run (its config names its own folders)."""
+    out = tmp_path_factory.mktemp("one_step")
+    assert main(_flags(corpus, out, 1)) == 0
+    return torch.load(out / "ckpt" / "step_00000001.pt", weights_only=True)
+
+
+def test_resume_writes_beside_the_checkpoint_or_where_told_never_where_the_file_says(one_step, tmp_path):
+    c = copy.deepcopy(one_step)
+    c["train_config"] |= {"checkpoint_dir": str(tmp_path / "file_ckpt"), "log_dir": str(tmp_path / "file_tb")}
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(c, run / "step_00000001.pt")
+    assert main(["train", "--resume", str(run / "step_00000001.pt"), "--max_steps", "2"]) == 0
+    assert (run / "step_00000002.pt").is_file() and (run / "runs").is_dir()
+    told = tmp_path / "told"
+    assert main(["train", "--resume", str(run / "step_00000001.pt"), "--max_steps", "2",
+                 "--checkpoint_dir", str(told / "ckpt"), "--log_dir", str(told / "tb")]) == 0
+    assert (told / "ckpt" / "step_00000002.pt").is_file() and (told / "tb").is_dir()
+    assert not (tmp_path / "file_ckpt").exists() and not (tmp_path / "file_tb").exists()
+
+
+def _set(path: str, value):
+    def change(c: dict) -> None:
+        *parents, leaf = path.split(".")
+        d = c["train_config"]
+        for key in parents:
+            d = d[key]
+        d[leaf] = value
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (_set("batch_size", 10**9), "batch_size=1000000000 is above its cap of 4096"),
+    (_set("audio_length", 1e6), "audio_length=1000000.0 s must lie in (0, 60] s"),
+    (_set("val_clips", 10**7), "val_clips=10000000 is above its cap of 1024"),
+    (_set("val_length", 1e5), "val_length=100000.0 s must lie in (0, 60] s"),
+    (_set("num_workers", 10**5), "num_workers=100000 is above its cap of 64"),
+    (_set("save_interval", 0), "save_interval=0 is below its minimum of 1"),
+    (_set("disc.wave_scales", 10**6), "wave_scales=1000000 is above its cap of 8"),
+    (_set("disc.stft_n_ffts", [256] * 10**5), "stft_n_ffts has 100000 entries, above its cap of 8"),
+])
+def test_resource_fields_of_a_checkpoint_are_capped_before_anything_is_built(one_step, tmp_path, capsys,
+                                                                              monkeypatch, change, message):
+    c = copy.deepcopy(one_step)
+    change(c)
+    torch.save(c, tmp_path / "c.pt")
+    built = []
+    monkeypatch.setattr(Trainer, "__init__", lambda self, config: built.append(config))  # nothing may start
+    assert main(["train", "--resume", str(tmp_path / "c.pt")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tinycodec: error:") and message in err and err.count("\n") == 1
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        train(resume=str(tmp_path / "c.pt"))
+    assert built == []
+
+
+def test_resource_flags_of_a_new_run_are_capped_too(corpus, tmp_path, capsys):
+    assert main(_flags(corpus, tmp_path, 1) + ["--batch_size", "100000"]) == 1
+    err = capsys.readouterr().err
+    assert "batch_size=100000 is above its cap of 4096" in err and err.count("\n") == 1
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.parametrize("history, message", [
+    ("oops", "history must be a dict of lists, got str"),
+    ({"step": [1], "val_step": 0, "val_mel_distance": []}, "history['val_step'] must be a list, got int"),
+    ({"step": [1], "val_step": [0], "val_mel_distance": ["x"]}, "history['val_mel_distance'] holds something"),
+    ({"step": [1]}, "history lacks ['val_step', 'val_mel_distance']"),
+])
+def test_a_history_of_the_wrong_type_is_one_line(one_step, tmp_path, capsys, history, message):
+    c = copy.deepcopy(one_step)
+    c["history"] = history
+    torch.save(c, tmp_path / "c.pt")
+    assert main(["train", "--resume", str(tmp_path / "c.pt")]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    with pytest.raises(CheckpointError, match="cannot resume: history"):
+        train(resume=str(tmp_path / "c.pt"))
+
+
+def test_a_training_state_that_does_not_load_is_one_line(one_step, tmp_path, capsys):
+    c = copy.deepcopy(one_step)
+    c["opt_g"]["param_groups"] = c["opt_g"]["param_groups"] * 2  # a group the model does not have
+    torch.save(c, tmp_path / "c.pt")
+    assert main(["train", "--resume", str(tmp_path / "c.pt"), "--checkpoint_dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot resume: its training state does not load (ValueError:" in err and err.count("\n") == 1
+
+
+# -- divergence (issue 29, point 6) -----------------------------------------------------------------
+def _finite(path) -> bool:
+    return all(torch.isfinite(v).all() for v in load_checkpoint(path).state_dict().values() if v.is_floating_point())
+
+
+def test_lr_1e8_ruins_the_weights_at_step_0_and_no_checkpoint_is_called_good(corpus, tmp_path, tiny_config):
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(RuntimeError, match="training diverged") as exc:
+        train(tiny_config(corpus, tmp_path, g_lr=1e8, max_steps=10, max_bad_steps=3, save_interval=1))
+    message = str(exc.value)
+    # step 0's update left finite weights of about 1e8 (saved as step 1); every step from them is non-finite
+    assert sorted(p.name for p in ckpt.glob("*.pt")) == ["step_00000001.pt"]  # skipped steps saved nothing
+    assert "no checkpoint of this run is known good: start again with a lower --g_lr/--d_lr" in message
+    assert f"({ckpt / 'step_00000001.pt'} was saved just before the first non-finite step: do not resume" in message
+    assert "\n" not in message
+
+
+def test_divergence_names_the_last_good_checkpoint_and_it_exists(corpus, tmp_path, tiny_config, monkeypatch):
+    original, calls = MultiScaleMelLoss.forward, {"n": 0}
+
+    def nan_from_the_fourth_step(self, x, y):
+        calls["n"] += 1
+        loss = original(self, x, y)
+        return loss * math.nan if calls["n"] >= 4 else loss
+
+    monkeypatch.setattr(MultiScaleMelLoss, "forward", nan_from_the_fourth_step)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(RuntimeError, match="training diverged") as exc:
+        train(tiny_config(corpus, tmp_path, max_steps=20, max_bad_steps=3, save_interval=1, keep_last=1))
+    good, suspect = ckpt / "step_00000002.pt", ckpt / "step_00000003.pt"
+    assert f"the last good checkpoint is {good}: resume from it" in str(exc.value)
+    assert f"({suspect} was saved just before the first non-finite step" in str(exc.value)
+    # keep_last=1 would have pruned it when step 3 was saved; nothing was saved from the skipped steps 4-6
+    assert sorted(p.name for p in ckpt.glob("step_*.pt")) == [good.name, suspect.name]
+    assert _finite(good)
+
+
+def test_no_checkpoint_is_saved_from_non_finite_weights(corpus, tmp_path, tiny_config):
+    trainer = Trainer(tiny_config(corpus, tmp_path))
+    assert trainer.nonfinite() is None
+    assert trainer.save(step_finite=False) is None  # the step just run was skipped
+    for module, part in ((trainer.disc, "discriminator."), (trainer.model.decoder, "model.decoder.")):
+        weight = next(module.parameters())
+        with torch.no_grad():
+            kept = weight.view(-1)[0].item()
+            weight.view(-1)[0] = float("inf")
+        assert trainer.nonfinite().startswith(part) and trainer.save() is None
+        with torch.no_grad():
+            weight.view(-1)[0] = kept
+    assert not list((tmp_path / "ckpt").glob("*.pt"))
+    assert trainer.nonfinite() is None and _finite(trainer.save())  # the check is not always "no"

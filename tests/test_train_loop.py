@@ -72,10 +72,12 @@ def test_cli_flags_reach_the_config():
     assert (cfg.resume, cfg.seed, cfg.num_workers, cfg.sample_rate, cfg.disc_window) == ("r.pt", 7, 4, 24000, 0.3)
 
 
-@pytest.mark.parametrize("on_device,window", [(False, 0.0), (True, 0.0), (False, 0.1)],
-                         ids=["loader", "corpus_on_device", "disc_window"])
-def test_resume_is_exact(corpus, tmp_path, on_device, window, tiny_config):
-    kw = dict(disc_warmup_steps=5, val_interval=7, save_interval=10, corpus_on_device=on_device, disc_window=window)
+@pytest.mark.parametrize("on_device,window,augment", [(False, 0.0, 0.0), (True, 0.0, 0.0), (False, 0.1, 0.0),
+                                                    (False, 0.0, 0.5)],
+                         ids=["loader", "corpus_on_device", "disc_window", "augment"])
+def test_resume_is_exact(corpus, tmp_path, on_device, window, augment, tiny_config):
+    kw = dict(disc_warmup_steps=5, val_interval=7, save_interval=10, corpus_on_device=on_device, disc_window=window,
+              augment=augment)
     straight = train(tiny_config(corpus, tmp_path / "a", max_steps=20, **kw))
     first = train(tiny_config(corpus, tmp_path / "b", max_steps=10, **kw))
     second = train(tiny_config(corpus, tmp_path / "b", max_steps=20, resume=first.checkpoint, **kw))

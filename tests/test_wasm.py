@@ -60,8 +60,8 @@ def test_the_page_check_fails_on_a_single_wrong_code(built, tmp_path):
     import torch
     import web_check
 
-    from tinycodec.export.decoder_onnx import export_decoder_onnx
     from tinycodec.export.onnx import onnx_session
+    from tinycodec.export.onnx_decoder import export_decoder_onnx
     from tinycodec.pretrained import load_pretrained
 
     _, reference = built

@@ -70,7 +70,7 @@ _LAZY = {
     "EncoderExport": "tinycodec.export.encoder",
     "export_onnx": "tinycodec.export.onnx",
     "check_onnx": "tinycodec.export.onnx",
-    "quantize_int8": "tinycodec.export.ptq",
+    "quantize_int8": "tinycodec.export.onnx_ptq",
     "export_espdl": "tinycodec.export.espdl",
 }
 

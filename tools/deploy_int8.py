@@ -41,7 +41,7 @@ def calibration_files(seed: int = 0) -> list[Path]:
 def main() -> int:
     import torch
 
-    from tinycodec.export.qat import prepare_int8_model
+    from tinycodec.export.int8_prepare import prepare_int8_model
     from tinycodec.pretrained import load_model
     from tinycodec.train.checkpoint import export_weights
 
@@ -69,8 +69,8 @@ def finalize(args) -> int:
     import torch
 
     from tinycodec.export.calibration import load_pcm
+    from tinycodec.export.int8_prepare import snap_to_grid
     from tinycodec.export.int8_quantize import code_agreement, int8_encoder_of
-    from tinycodec.export.qat import snap_to_grid
     from tinycodec.pretrained import load_model, load_weights
     from tinycodec.train.checkpoint import export_weights
 

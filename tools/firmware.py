@@ -264,7 +264,7 @@ def path_quality_report(preset: str, clips_per_category: int = 12) -> dict:
     """``quality_mcu_path`` / ``quality_float_path`` of a shipped model on held-out clips: the reference
     corpus's test split (whole speakers held out) when it is fetched, else the demo corpus (named)."""
     from tinycodec.eval.clips import load_clips
-    from tinycodec.export.qat import path_quality
+    from tinycodec.eval.int8_quality import path_quality
     from tinycodec.pretrained import load_pretrained
 
     model = load_pretrained(preset)

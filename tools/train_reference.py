@@ -23,10 +23,13 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
+
+from model_card import model_card, quality_table
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "data" / "reference"
@@ -34,6 +37,8 @@ SPLITS = ROOT / "data" / "manifests" / "reference_splits.json"
 # generator learning rate per family: the plain conv stacks take 1e-3, attention and ELU stacks less
 LEARNING_RATES = {"tinystream": 1e-3, "soundstream": 5e-4, "transformer": 5e-4}
 PRETRAINED = ROOT / "tinycodec" / "pretrained"
+TRAINING_LOG = ROOT / "benchmarks" / "reference_training.json"  # every shipped model's runs and curve
+VAL_SPEECH = dict(categories=["speech"], split="val", max_clips=10, clip_seconds=4.0)  # held-out speakers
 
 
 def link_corpora() -> Path:
@@ -49,6 +54,9 @@ def link_corpora() -> Path:
     return REFERENCE
 
 
+MPD_PERIODS = (2, 3, 5, 7, 11)  # prime: no two periods see the same folding
+
+
 def cmd_train(args) -> int:
     from tinycodec.models import get_preset
     from tinycodec.train import TrainConfig, train
@@ -59,6 +67,8 @@ def cmd_train(args) -> int:
     family = get_preset(args.preset).family
     run = args.run or args.preset
     disc = DiscriminatorConfig(use_wave=False, stft_n_ffts=[256, 1024], stft_channels=8) if args.ms_stft else DiscriminatorConfig()
+    if args.mpd:  # waveform periods beside the spectra (the wave discriminators' job, done per period)
+        disc.periods, disc.period_channels, disc.use_wave = list(MPD_PERIODS), 8, False
     config = TrainConfig(
         preset=None if args.init else args.preset, init=args.init, decoder=args.decoder, encoder=args.encoder,
         freeze_encoder=args.freeze_encoder, frozen_levels=tuple(args.levels), disc=disc,
@@ -66,7 +76,7 @@ def cmd_train(args) -> int:
         num_quantizers=args.codebooks,
         audio_dir=str(audio_dir), audio_length=0.5, batch_size=args.batch_size,
         g_lr=args.lr or LEARNING_RATES[family], lr_gamma=0.99995, warmup_steps=args.warmup, disc_warmup_steps=args.gan_from, max_steps=args.steps,
-        disc_window=args.disc_window,
+        disc_window=args.disc_window, augment=args.augment,
         checkpoint_dir=f"checkpoints/reference_{run}", log_dir=f"runs/reference_{run}",
         save_interval=args.every, val_interval=args.every, val_clips=16, num_threads=args.threads,
         device=args.device, seed=args.seed, resume=args.resume, progress=args.progress,
@@ -74,14 +84,7 @@ def cmd_train(args) -> int:
     )
     start = time.time()
     result = train(config)
-    run = {
-        "command": "python tools/train_reference.py " + " ".join(args.argv),
-        "preset": args.preset, "steps_end": result.step, "hours": (time.time() - start) / 3600,
-        "interrupted": result.interrupted, "best_val_mel_distance": result.best_val,
-        "hardware": hardware(args), "date": time.strftime("%Y-%m-%d"), "g_lr": config.g_lr,
-        "batch": f"{config.batch_size} x {config.audio_length} s",
-        "gan_from_step": args.gan_from if args.gan_from < 10**9 else None,
-    }
+    run = run_record(args, config, result.model.config, result, time.time() - start)
     log = Path(config.checkpoint_dir) / "runs.json"  # one entry per run (a resumed run appends)
     runs = json.loads(log.read_text()) if log.exists() else []
     log.write_text(json.dumps(runs + [run], indent=1) + "\n")
@@ -89,22 +92,61 @@ def cmd_train(args) -> int:
     return 0
 
 
-def readable_command(command: str) -> str:
-    """A recorded command as a reader can use it: a run's checkpoint path becomes ``{run NAME, step N}``
-    (the folder exists only on the machine that trained) and job-control wrappers are dropped."""
-    command = re.sub(r"\(under timeout -s TERM (\d+)m\)", r"(stopped after \1 min)", command)
-    command = re.sub(r"timeout -s TERM (\d+)m\s+", "", command)
-    command = re.sub(r"checkpoints/reference_(\w+)/step_0*(\d+)\.pt", r"{run \1, step \2}", command)
-    return re.sub(r"checkpoints/reference_(\w+)/best\.pt", r"{run \1, best}", command)
+NOT_OPTIONS = ("func", "argv", "started")  # parser defaults that are no training option
+
+
+def run_record(args, config, model_config, result, seconds: float) -> dict:
+    """One training run as data (a ``runs.json`` entry): its options as parsed, the model it trained
+    (encoder and decoder as the model has them, not as the command words them), how far it went."""
+    return {
+        "command": "python tools/train_reference.py " + " ".join(args.argv),
+        "options": {k: v for k, v in vars(args).items() if k not in NOT_OPTIONS},
+        "init": args.init, "encoder": model_config.encoder, "encoder_int8": model_config.encoder_int8,
+        "decoder": model_config.decoder,
+        "preset": args.preset, "steps_end": result.step, "hours": seconds / 3600,
+        "interrupted": result.interrupted, "best_val_mel_distance": result.best_val,
+        "hardware": hardware(args), "date": time.strftime("%Y-%m-%d"), "g_lr": config.g_lr,
+        "batch": f"{config.batch_size} x {config.audio_length} s",
+        "gan_from_step": args.gan_from if args.gan_from < 10**9 else None,
+    }
+
+
+def recorded_run(meta: dict, folder: Path | None = None) -> dict:
+    """A ``runs.json`` entry with the data fields of :func:`run_record` (``options``, ``init``, ``decoder``...).
+
+    Entries written before those fields existed get them here: the options from their command, read by
+    this script's own parser, and the model's encoder and decoder from the run's last checkpoint in
+    ``folder`` (``None`` where none is left: a command names a decoder only when it changes it).
+    """
+    if "options" in meta:
+        return meta
+    words = shlex.split(re.sub(r"\([^)]*\)", "", meta["command"]))  # "(under timeout ...)" notes dropped
+    start = next(i for i, w in enumerate(words) if w.endswith("train_reference.py")) + 1
+    args = build_parser().parse_args(words[start:])
+    config = {}
+    checkpoints = sorted(folder.glob("step_*.pt")) if folder is not None else []
+    if checkpoints:
+        from tinycodec.pretrained import read_checkpoint
+
+        config = read_checkpoint(checkpoints[-1])["model_config"]
+    return meta | {"options": {k: v for k, v in vars(args).items() if k not in NOT_OPTIONS}, "init": args.init,
+                   "encoder": config.get("encoder"), "encoder_int8": config.get("encoder_int8"),
+                   "decoder": config.get("decoder")}
+
+
+def losses_label(run: dict) -> str:
+    """``mel + stft x100 + phase x200 + GAN from step N``: the losses of a recorded run."""
+    options = run["options"]
+    weights = [f"{name} x{options[key]:g}" for key, name in
+               (("stft_loss", "stft"), ("complex_loss", "complex"), ("phase_loss", "phase")) if options.get(key)]
+    gan = [] if run.get("gan_from_step") is None else [f"GAN from step {run['gan_from_step']}"]
+    return " + ".join(["mel", *weights, *gan])
 
 
 def decoder_overrides(args) -> dict:
     """Model-config fields the ``--decoder-*`` options set (empty when none is given)."""
     fields = ("decoder_delay", "decoder_n_fft", "decoder_dim", "decoder_layers")
     return {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
-
-
-VAL_SPEECH = dict(categories=["speech"], split="val", max_clips=10, clip_seconds=4.0)  # held-out speakers
 
 
 def val_speech_scores(checkpoint: Path, data: Path, n_q: int | None = None) -> dict[str, float]:
@@ -161,27 +203,19 @@ def cmd_curves(args) -> int:
               + (f", first {args.n_q} codebooks" if args.n_q else ""), "runs": {}}
     starts: dict[str, dict] = {}
     data = link_corpora()
-    for run in args.runs:
-        folder = ROOT / "checkpoints" / f"reference_{run}"
-        meta = json.loads((folder / "runs.json").read_text())[-1]
-        words = meta["command"].split()
-        init = words[words.index("--init") + 1] if "--init" in words else None
-        if "--encoder" in words:  # a new encoder: the run did not start from the init model's codes
-            init = None
+    for name in args.runs:
+        folder = ROOT / "checkpoints" / f"reference_{name}"
+        run = recorded_run(json.loads((folder / "runs.json").read_text())[-1], folder)
+        # a new encoder (--encoder) did not start from the init model's codes: no step 0
+        init = run["init"] if run["options"].get("encoder") is None else None
         if init and init not in starts:
             starts[init] = val_speech_scores(init, data, args.n_q)
         curve = json.loads((folder / ("val_speech.json" if args.n_q is None else f"val_speech_nq{args.n_q}.json"))
                            .read_text())
-        report["runs"][run] = {
-            "command": meta["command"], "steps": meta["steps_end"], "hours": round(meta["hours"], 3),
-            "hardware": meta["hardware"], "date": meta["date"], "init": init,
-            "decoder": "server" if (init or "").endswith("_server") or "--decoder server" in meta["command"] else "mirror",
-            "losses": " + ".join(["mel"] + [f"{name} x{words[words.index(flag) + 1]}" for flag, name in
-                                            (("--stft-loss", "stft"), ("--complex-loss", "complex"),
-                                             ("--phase-loss", "phase")) if flag in words]
-                                 + ([] if meta.get("gan_from_step") is None else
-                                    [f"GAN from step {meta['gan_from_step']}"])),
-            "n_q": args.n_q, "note": meta.get("note"),
+        report["runs"][name] = {
+            "command": run["command"], "steps": run["steps_end"], "hours": round(run["hours"], 3),
+            "hardware": run["hardware"], "date": run["date"], "init": init, "decoder": run["decoder"],
+            "losses": losses_label(run), "n_q": args.n_q, "note": run.get("note"),
             "curve": ({"0": starts[init]} if init else {}) | curve,
         }
     out = Path(args.json)
@@ -229,35 +263,9 @@ def split_durations() -> dict[str, dict[str, float]]:
     return hours
 
 
-BASELINE_ROWS = ("opus_6k", "opus_8k", "codec2_3200", "codec2_2400")
-
-
-def quality_table(eval_json: Path, name: str) -> list[str]:
-    """Markdown: this model's rows next to the baselines the issue names, per category."""
-    from tinycodec.eval.evaluate import HIGHER_IS_BETTER, EvalResult
-
-    result = EvalResult.from_json(eval_json)
-    lines = []
-    for cat, codecs in result.categories.items():
-        rows = [c for c in codecs if c.startswith(f"{name}_nq")] + [c for c in BASELINE_ROWS if c in codecs]
-        if not rows or not rows[0].startswith(name):
-            continue
-        metrics = [m for m in ("log_mel", "stoi", "pesq_wb", "si_sdr") if m in codecs[rows[0]]]
-        head = ["codec", "kbit/s", *(m + (" ↑" if HIGHER_IS_BETTER[m] else " ↓") for m in metrics)]
-        lines += [f"**{cat}** ({codecs[rows[0]]['n_clips']} clips of {result.clip_seconds:g} s)", "",
-                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for c in rows:
-            e = codecs[c]
-            lines.append("| " + " | ".join([c, f"{e['bitrate'] / 1000:.2f}",
-                                              *(f"{e[m]:.3f}" if m in e else "" for m in metrics)]) + " |")
-        lines.append("")
-    return lines
-
-
 def cmd_ship(args) -> int:
     import torch
 
-    from tinycodec.models.summary import summary
     from tinycodec.pretrained import load_model
     from tinycodec.train import export_weights, load_checkpoint
     from tinycodec.train.checkpoint import read_checkpoint
@@ -265,7 +273,7 @@ def cmd_ship(args) -> int:
     ckpt_path = Path(args.checkpoint)
     model = load_checkpoint(ckpt_path)
     if model.config.encoder_int8:  # the deployed encoder: weights and codebooks on their int8 grids
-        from tinycodec.export.qat import snap_to_grid
+        from tinycodec.export.int8_prepare import snap_to_grid
 
         snap_to_grid(model)
     history = read_checkpoint(ckpt_path)["history"]
@@ -275,89 +283,25 @@ def cmd_ship(args) -> int:
 
         share_encoder(out, PRETRAINED / f"{args.encoder_from}.safetensors")
     again = load_model(str(out))  # the shipped file must rebuild with no other argument
-    assert again.config == model.config
-    s = summary(model)
+    if again.config != model.config:
+        sys.exit(f"{out} does not rebuild the model's config: not shipped")
     runs_log = ckpt_path.parent / "runs.json"
     runs = json.loads(runs_log.read_text()) if runs_log.exists() else []
     if args.after:  # the runs that made the model this one continued from (a session's work builds on the last)
         earlier = json.loads(TRAINING_LOG.read_text()).get("models", {}).get(args.after, {}).get("runs", [])
         runs = [r for r in earlier if r not in runs] + runs
     tried = [r for path in args.tried for r in json.loads(Path(path).read_text())]
-    cfg = model.config
-    shape = f"C={cfg.C}, D={cfg.D}, strides {'-'.join(map(str, cfg.strides))}"
-    card = [
-        f"# `{args.name}`: {model.family} reference model", "",
-        "| field | value |", "|---|---|",
-        f"| family / config | {model.family}, {shape}, {model.num_quantizers} x {cfg.codebook_size} codes |",
-        f"| bitrate | {model.bitrate():.0f} bit/s at {model.sample_rate} Hz ({model.frame_rate:g} frames/s) |",
-        f"| parameters | {s.params_encoder + s.params_codebooks + s.params_decoder:,} ({s.params_encoder:,} encoder, "
-        f"{s.params_codebooks:,} codebooks, {s.params_decoder:,} decoder) |",
-        f"| training steps | {getattr(model, 'checkpoint_step', '?')} (checkpoint with the best validation) |",
-        f"| file | `tinycodec/pretrained/{args.name}.safetensors` ({out.stat().st_size:,} bytes, float16"
-        + (" except the int8-exact encoder's biases (float32: they hold its integer grid exactly; its int8-grid weights are exact in float16)"
-           if cfg.encoder_int8 else "") + ", without the codebooks' EMA statistics"
-        + (f"; its encoder and codebooks are read from `{args.encoder_from}.safetensors`, checked by encoder hash"
-           if args.encoder_from else "") + ") |",
-        f"| encoder / decoder | {encoder_kind(cfg)} / {cfg.decoder} |",
-        "", "## Data", "",
-    ]
-    hours = split_durations()
-    for cat, per in hours.items():
-        card.append(f"- {cat}: " + ", ".join(f"{split} {per.get(split, 0):.2f} h" for split in ("train", "val", "test")))
-    card += [
-        "- Real audio only (the `speech` and `nature` corpora from Debian packages, 16 kHz mono; manifests in "
-        "`data/manifests/`). Held out by `data/manifests/reference_splits.json`: whole speakers for speech "
-        "(test: the male Italian Asterisk voice and the Klettres de, en_GB, pt_BR and uk voices; validation: "
-        "Klettres da, hu, nl), whole recordings for nature.",
-        "", "## Training", "",
-    ]
-    for run in runs:
-        card.append(f"- `{readable_command(run['command'])}`: {run['steps_end']} steps reached, {run['hours']:.2f} h on {run['hardware']}, "
-                    f"{run['date']}{' (stopped before its step limit)' if run['interrupted'] else ''}; Adam lr "
-                    f"{run['g_lr']:g}, batch {run['batch']}; "
-                    + ("mel reconstruction + commitment only" if run.get("gan_from_step") is None
-                       else f"adversarial + feature matching from step {run['gan_from_step']}"))
-    for run in tried:
-        card.append(f"- tried, not shipped: `{readable_command(run['command'])}`: {run['steps_end']} steps, {run['hours']:.2f} h on "
-                    f"{run['hardware']}, {run['date']}; best validation mel {run['best_val_mel_distance']:.3f}"
-                    + (f"; {run['outcome']}" if run.get("outcome") else ""))
-    card += [
-        "- Losses: multi-scale mel reconstruction + commitment; where a run says so, the adversarial phase "
-        "(hinge loss + feature matching) from that step on.",
-        "", "Validation mel distance (16 clips of held-out speakers and recordings):", "",
-        "| step | " + " | ".join(str(int(x)) for x in thin(history["val_step"])) + " |",
-        "|---|" + "---|" * len(thin(history["val_step"])),
-        "| mel distance | " + " | ".join(f"{x:.3f}" for x in thin(history["val_mel_distance"])) + " |",
-        "",
-    ]
-    follow = ckpt_path.parent / "val_speech.json"
-    if follow.exists():  # written by `follow` beside the run
-        curve = json.loads(follow.read_text())
-        steps = thin(list(curve))
-        card += ["Validation speech (10 clips of 4 s, held-out speakers; `train_reference.py follow`):", "",
-                 "| step | " + " | ".join(steps) + " |", "|---|" + "---|" * len(steps)]
-        for metric in ("log_mel", "pesq_wb", "stoi"):
-            card.append(f"| {metric} | " + " | ".join(f"{curve[k][metric]:.3f}" for k in steps) + " |")
-        card.append("")
-    if args.eval_json and Path(args.eval_json).exists():
-        card += ["## Held-out evaluation", "",
-                 f"`tinycodec eval` on the test split (full numbers in `{args.eval_json}`):", "",
-                 *quality_table(Path(args.eval_json), args.name)]
-    if args.notes.strip():
-        card += ["## Notes", "", args.notes.strip(), ""]
-    (PRETRAINED / f"{args.name}.md").write_text("\n".join(card).rstrip() + "\n")
+    follow = ckpt_path.parent / "val_speech.json"  # written by `follow` beside the run
+    eval_json = Path(args.eval_json) if args.eval_json else None
+    card = model_card(
+        args.name, model, file_bytes=out.stat().st_size, runs=runs, tried=tried, history=history,
+        split_hours=split_durations(), speech_curve=json.loads(follow.read_text()) if follow.exists() else None,
+        quality=quality_table(eval_json, args.name) if eval_json and eval_json.exists() else [],
+        eval_json=args.eval_json, encoder_from=args.encoder_from, notes=args.notes)
+    (PRETRAINED / f"{args.name}.md").write_text(card)
     record_training(args.name, model, history, runs, out, tried)
     print(f"shipped {out} ({out.stat().st_size} bytes), {args.name}.md and its entry in {TRAINING_LOG.name}")
     return 0
-
-
-def encoder_kind(cfg) -> str:
-    """The card's words for a config's encoder."""
-    if cfg.encoder_int8:
-        return "int8-exact (the firmware arithmetic)"
-    if getattr(cfg, "encoder", "seanet") == "stft":
-        return "float, FFT frontend (`encoder=\"stft\"`; not in the firmware yet)"
-    return "float"
 
 
 def cmd_cards(args) -> int:
@@ -430,9 +374,6 @@ def cmd_table(args) -> int:
     return 0
 
 
-TRAINING_LOG = ROOT / "benchmarks" / "reference_training.json"
-
-
 def record_training(name: str, model, history: dict, runs: list, weights: Path, tried: list = ()) -> None:
     """Keep every shipped model's runs and validation curve in one committed JSON (the training chapter plots it)."""
     log = json.loads(TRAINING_LOG.read_text()) if TRAINING_LOG.exists() else {"format": "tinycodec-reference-training"}
@@ -444,14 +385,8 @@ def record_training(name: str, model, history: dict, runs: list, weights: Path, 
     TRAINING_LOG.write_text(json.dumps(log, indent=1) + "\n")
 
 
-def thin(values: list, n: int = 9) -> list:
-    """At most ``n`` evenly spaced entries, the first and last included."""
-    if len(values) <= n:
-        return list(values)
-    return [values[round(i * (len(values) - 1) / (n - 1))] for i in range(n)]
-
-
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what reads the commands of runs recorded before their options were)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train")
@@ -496,8 +431,13 @@ def main(argv=None) -> int:
     p.add_argument("--ms-stft", dest="ms_stft", action="store_true",
                    help="discriminators: two STFT scales (256, 1024; 8 channels) only: 2-D convs over a full-resolution "
                         "spectrogram dominate a CPU step, so they are kept narrow")
+    p.add_argument("--mpd", action="store_true",
+                   help=f"discriminators: multi-period ones (periods {', '.join(map(str, MPD_PERIODS))}; 8 channels) "
+                        "instead of the multi-scale wave ones")
     p.add_argument("--disc-window", dest="disc_window", type=float, default=0.0, metavar="SECONDS",
                    help="discriminators see a random window this long of each crop (default 0: all of it)")
+    p.add_argument("--augment", type=float, default=0.0, metavar="P",
+                   help="chance of each augmentation (level, EQ, room, noise) per clip (default 0: none)")
     p.add_argument("--run", default=None, help="run name: checkpoints/reference_RUN (default: the preset)")
     p.add_argument("--every", type=int, default=250, help="steps between validations and checkpoints")
     p.set_defaults(func=cmd_train)
@@ -545,7 +485,11 @@ def main(argv=None) -> int:
     p.add_argument("names", nargs="+", help="model names, NAME@N for an n_q row")
     p.add_argument("--eval-json", default="benchmarks/quality.json")
     p.set_defaults(func=cmd_table)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the model card
     return args.func(args)
 

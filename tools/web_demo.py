@@ -43,7 +43,7 @@ def build(out: Path = ROOT / "_build" / "_static" / "tinycodec_web") -> Path:
     """
     import wasm
 
-    from tinycodec.export.decoder_onnx import export_decoder_onnx
+    from tinycodec.export.onnx_decoder import export_decoder_onnx
     from tinycodec.pretrained import load_pretrained
 
     missing = [f for f in ORT_FILES if not (ORT / f).exists()]

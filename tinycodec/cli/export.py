@@ -60,8 +60,9 @@ def _run(args) -> int:
         path = export_onnx(model, out / f"{name}_encoder.onnx")
         clips = calibration_clips(args.data, sample_rate=model.sample_rate, max_seconds=4.0)
         check = check_onnx(model, path, [c.reshape(1, 1, -1) for c in clips])
+        against = "the int8 reference (the device's integers)" if check.reference == "int8" else "the float graph"
         print(f"{path}: max |embedding diff| {check.max_abs_diff:.2e}, code agreement {check.code_agreement:.4f} "
-              f"with the float graph, {check.device_code_agreement:.4f} with the deployed encoder")
+              f"with {against}, {check.device_code_agreement:.4f} with the deployed encoder")
         if getattr(model.config, "encoder_int8", False) and check.device_code_agreement < 1.0:
             print(f"warning: this ONNX graph computes the encoder in floating point: "
                   f"{100 * (1 - check.device_code_agreement):.1f} % of its codes differ from the codes the device "
@@ -70,7 +71,7 @@ def _run(args) -> int:
             raise RuntimeError(f"ONNX parity failed: {check.max_abs_diff:.2e} > {check.atol:.0e}")
         return 0
     from tinycodec.export.calibration import split_clips
-    from tinycodec.export.ptq import ptq
+    from tinycodec.export.onnx_ptq import ptq
 
     clips = calibration_clips(args.data, sample_rate=model.sample_rate)
     if args.export_command == "int8":

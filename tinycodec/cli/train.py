@@ -6,7 +6,8 @@
 
 ``--resume CKPT`` continues the run the checkpoint holds: its whole ``TrainConfig`` comes from the
 checkpoint, and only flags of ``RESUME_SAFE`` (length, logging, saving, hardware) may change it;
-any other flag that differs is refused with a message naming it.
+any other flag that differs is refused with a message naming it. The folders it writes to never
+come from the file: ``--checkpoint_dir``/``--log_dir``, else beside the checkpoint.
     torchrun --nproc_per_node 2 -m tinycodec train --config tiny --device cuda
 
 Notebook: book/04_training.md
@@ -21,13 +22,13 @@ __all__ = ["register"]
 
 
 def register(subparsers) -> None:
-    from tinycodec.train.config import model_families
+    from tinycodec.models import CONFIG_CLASSES  # not tinycodec.train: every other command would import it
 
     p = subparsers.add_parser("train", help="train a codec (losses, discriminators, checkpoints, TensorBoard)",
                               description="Train a codec on a folder of audio. Unset flags keep the preset's "
                                           "values; --resume alone continues a run as it was. Ctrl-C or SIGTERM saves a "
                                           "checkpoint and exits with 128 + the signal (130, 143).")
-    p.add_argument("--model", choices=model_families(), help="model family (default: the preset's, else tinystream)")
+    p.add_argument("--model", choices=sorted(CONFIG_CLASSES), help="model family (default: the preset's, else tinystream)")
     p.add_argument("--config", metavar="PRESET", help="named preset, e.g. ultra_tiny, tiny, small, soundstream_tiny")
     p.add_argument("--audio_dir", help="folder of audio files (train/val split by path hash; default data/demo)")
     p.add_argument("--batch_size", type=int, help="global batch size, all processes together (default 16)")
@@ -44,6 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--disc_warmup_steps", type=int, help="generator-only steps before the GAN losses (default 0)")
     p.add_argument("--disc_window", type=float,
                    help="seconds of each crop the discriminators see, a random window (default 0: all of it)")
+    p.add_argument("--augment", type=float, metavar="P",
+                   help="chance of each augmentation (level, EQ, room, noise) per training clip (default 0: none)")
     p.add_argument("--save_interval", type=int, help="steps between checkpoints (default 1000)")
     p.add_argument("--num_workers", type=int, help="DataLoader workers (default 0)")
     p.add_argument("--corpus_on_device", action="store_true", default=None,
@@ -55,7 +58,8 @@ def register(subparsers) -> None:
     p.add_argument("--log_dir", help="TensorBoard folder (default runs)")
     p.add_argument("--resume", metavar="CKPT",
                    help="continue the run in this checkpoint, exactly (its config comes from it; only "
-                        "--max_steps/--num_epochs, logging, saving and hardware flags may change)")
+                        "--max_steps/--num_epochs, logging, saving and hardware flags may change); it writes "
+                        "beside the checkpoint unless --checkpoint_dir/--log_dir say where")
     p.add_argument("--init", metavar="MODEL",
                    help="start from a trained model: a shipped name (e.g. tiny), a .safetensors or a checkpoint; "
                         "adapts it to --audio_dir (the most common use: your own sounds)")
@@ -87,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = train(config_from_args(args))
-    if result.interrupted:
+    if result.interrupted and result.checkpoint is None:  # nothing saved: non-finite steps or weights (logged)
+        logging.getLogger(__name__).warning("stopped at step %d; no checkpoint was saved", result.step)
+    elif result.interrupted:
         logging.getLogger(__name__).warning("stopped at step %d; resume with --resume %s",
                                             result.step, result.checkpoint)
     dist, at = result.history["val_mel_distance"], result.history["val_step"]

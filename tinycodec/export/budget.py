@@ -31,6 +31,7 @@ from tinycodec.export.c_export import (
     spectrum_bytes,
 )
 from tinycodec.export.int8 import Int8Encoder
+from tinycodec.modules.int8_ops import Op
 from tinycodec.modules.spectral_encoder import spectrum_macs_per_frame
 
 S3_CLOCK_HZ = 240e6  # ESP32-S3 maximum CPU clock
@@ -110,21 +111,21 @@ def device_budget(enc: Int8Encoder) -> DeviceBudget:
     enc = pad_spectrum(enc)  # the C table's spectrum channels: the readers' zero weight columns are stored
     frame_rate = enc.sample_rate / enc.hop_length
     weights = biases = state = tables = 0
-    macs = {"conv1d": 0.0, "depthwise": 0.0, "pointwise": 0.0}
+    macs = {str(op): 0.0 for op in Op if op.is_conv}
     elementwise = 0.0
     for layer in enc.layers:
         c_in, c_out = enc.channels[layer.inputs[0]], enc.channels[layer.output]
         outputs = plan["length"][layer.output] * frame_rate  # output time steps per second
-        if layer.op == "log_spectrum":  # no weights: fixed tables, FFT rows in the scratch
+        if layer.op == Op.LOG_SPECTRUM:  # no weights: fixed tables, FFT rows in the scratch
             n_fft = layer.history + layer.stride
             tables += spectrum_bytes(n_fft)
-            macs["log_spectrum"] = macs.get("log_spectrum", 0.0) + outputs * spectrum_macs_per_frame(n_fft)
+            macs[str(Op.LOG_SPECTRUM)] = macs.get(str(Op.LOG_SPECTRUM), 0.0) + outputs * spectrum_macs_per_frame(n_fft)
         elif layer.weight is not None:
             weights += layer.weight.size
-            macs[layer.op] += outputs * layer.weight.size  # one MAC per weight per output step
-        if layer.bias is not None and layer.op != "log_spectrum":
+            macs[str(layer.op)] += outputs * layer.weight.size  # one MAC per weight per output step
+        if layer.bias is not None and layer.op != Op.LOG_SPECTRUM:
             biases += 4 * layer.bias.size
-        if layer.op in ("relu", "residual_add"):
+        if layer.op.is_elementwise:
             elementwise += outputs * c_out
         # a conv with history keeps P input rows; the PCM input (tensor 0) is int16
         state += layer.history * c_in * (2 if layer.inputs[0] == 0 else 1)

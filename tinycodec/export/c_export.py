@@ -39,12 +39,11 @@ from torch import nn
 from tinycodec.export.calibration import calibration_audio, export_name, load_for_export, load_pcm, to_pcm16
 from tinycodec.export.int8 import Int8Encoder
 from tinycodec.export.int8_quantize import quantize_encoder
+from tinycodec.modules.int8_ops import Op, fused_relus
 from tinycodec.modules.int8_spectrum import spectrum_tables
 
 logger = logging.getLogger(__name__)
 
-OPS = {"conv1d": "TC_OP_CONV1D", "depthwise": "TC_OP_DEPTHWISE", "pointwise": "TC_OP_POINTWISE",
-       "relu": "TC_OP_RELU", "residual_add": "TC_OP_RESIDUAL_ADD", "log_spectrum": "TC_OP_LOG_SPECTRUM"}
 GOLDEN_PACKET_FRAMES = 5  # frames in the golden streaming packet
 LAYER_STRUCT_BYTES = 40  # sizeof(tc_layer_t) on a 32-bit target
 SPECTRUM_STRUCT_BYTES = 48  # sizeof(tc_spectrum_t) on a 32-bit target: 4 table pointers, the kernel, 3 int64
@@ -52,7 +51,6 @@ SPECTRUM_PAD = 8  # a log_spectrum output read by pointwise layers only: channel
 RVQ_SEGMENT = 32  # TC_RVQ_SEGMENT: dims between two pruning checks of tc_rvq_search
 MAX_RVQ_CHECKS = 3  # TC_MAX_CHECKS in tc_rvq.c: pruning for D <= 128
 SCRATCH_MIN_BYTES = 1024  # tc_pointwise widens its input a chunk of rows at a time into this
-RELU_FUSED_OPS = ("pointwise", "residual_add")
 # golden clips: (name, file under the demo root, offset s, seconds)
 GOLDEN_CLIPS = [("speech", "speech/pyannote_sample.wav", 7.5, 2.0),  # speech starts at ~7.5 s
                 ("nature", "nature/onsen_water.wav", 5.0, 2.0)]
@@ -64,31 +62,24 @@ def _align(n: int, a: int = 4) -> int:
 
 def fuse_relu(enc: Int8Encoder) -> tuple[Int8Encoder, list[bool]]:
     """The C layer table's graph: each ReLU that is the only reader of a pointwise or
-    residual_add output is merged into that layer (which then writes the ReLU's output tensor).
+    residual_add output is merged into that layer (which then writes the ReLU's output tensor;
+    the rule is :func:`~tinycodec.modules.int8_ops.fused_relus`).
 
     Returns:
         tuple: an :class:`Int8Encoder` sharing ``enc``'s tensors with the fused layer list, and
         per fused layer whether it applies the ReLU.
     """
-    readers: dict[int, int] = {}
-    for layer in enc.layers:
-        for t in layer.inputs:
-            readers[t] = readers.get(t, 0) + 1
+    fuse = fused_relus(enc.layers, enc.output)
     layers, relu = [], []
-    skip = False
     for i, layer in enumerate(enc.layers):
-        if skip:
-            skip = False
+        if i > 0 and fuse[i - 1]:
             continue
-        nxt = enc.layers[i + 1] if i + 1 < len(enc.layers) else None
-        if (layer.op in RELU_FUSED_OPS and nxt is not None and nxt.op == "relu" and nxt.inputs == [layer.output]
-                and readers.get(layer.output, 0) == 1 and layer.output != enc.output):
+        if fuse[i]:
+            nxt = enc.layers[i + 1]
             layers.append(dataclasses.replace(layer, output=nxt.output, name=f"{layer.name}+relu"))
-            relu.append(True)
-            skip = True
         else:
             layers.append(layer)
-            relu.append(False)
+        relu.append(fuse[i])
     return dataclasses.replace(enc, layers=layers, states={}), relu
 
 
@@ -101,7 +92,7 @@ def order_dims(enc: Int8Encoder) -> Int8Encoder:
     summed yet: with the largest dims first that bound is tighter sooner.
     """
     last = enc.layers[-1]
-    if last.op != "pointwise" or last.weight.shape[0] != enc.codebooks.shape[2]:
+    if last.op != Op.POINTWISE or last.weight.shape[0] != enc.codebooks.shape[2]:
         return enc
     energy = (enc.codebooks.astype(np.int64) ** 2).sum(axis=(0, 1))
     order = np.argsort(-energy, kind="stable")
@@ -121,13 +112,13 @@ def pad_spectrum(enc: Int8Encoder) -> Int8Encoder:
     for layer in enc.layers:
         c = enc.channels[layer.output]
         readers = [r for r in enc.layers if layer.output in r.inputs]
-        if (layer.op == "log_spectrum" and c % SPECTRUM_PAD and readers and layer.output != enc.output
-                and all(r.op == "pointwise" for r in readers)):
+        if (layer.op == Op.LOG_SPECTRUM and c % SPECTRUM_PAD and readers and layer.output != enc.output
+                and all(r.op == Op.POINTWISE for r in readers)):
             pad[layer.output] = -c % SPECTRUM_PAD
     if not pad:
         return enc
     layers = [dataclasses.replace(layer, weight=np.pad(layer.weight, ((0, 0), (0, pad[layer.inputs[0]]))))
-              if layer.op == "pointwise" and layer.inputs[0] in pad else layer for layer in enc.layers]
+              if layer.op == Op.POINTWISE and layer.inputs[0] in pad else layer for layer in enc.layers]
     channels = {t: c + pad.get(t, 0) for t, c in enc.channels.items()}
     return dataclasses.replace(enc, layers=layers, channels=channels, states={})
 
@@ -153,7 +144,7 @@ def rvq_checks(dim: int) -> int:
 
 def fft_bytes(enc: Int8Encoder) -> int:
     """``tc_log_spectrum``'s FFT rows (``2 n_fft`` int32) of the largest ``log_spectrum`` layer (0: none)."""
-    return max([8 * (layer.history + layer.stride) for layer in enc.layers if layer.op == "log_spectrum"], default=0)
+    return max([8 * (layer.history + layer.stride) for layer in enc.layers if layer.op == Op.LOG_SPECTRUM], default=0)
 
 
 def scratch_bytes(enc: Int8Encoder, length: dict) -> int:
@@ -161,7 +152,7 @@ def scratch_bytes(enc: Int8Encoder, length: dict) -> int:
     4 rows of the widest input, at most what the largest input needs; at least the FFT rows
     (``2 n_fft`` int32) of a ``log_spectrum`` layer (the kernels never run at the same time)."""
     fft = fft_bytes(enc)
-    pw = [(length[layer.output], enc.channels[layer.inputs[0]]) for layer in enc.layers if layer.op == "pointwise"]
+    pw = [(length[layer.output], enc.channels[layer.inputs[0]]) for layer in enc.layers if layer.op == Op.POINTWISE]
     if not pw:
         return fft
     need = max(2 * _align(t) * c for t, c in pw)
@@ -192,7 +183,7 @@ def plan_arena(enc: Int8Encoder) -> dict:
             if layer.inputs[0] in history:
                 raise ValueError(f"tensor {layer.inputs[0]} feeds two convs with history")
             history[layer.inputs[0]] = layer.history
-        if layer.op == "conv1d" and layer.inputs[0] != 0:
+        if layer.op == Op.CONV1D and layer.inputs[0] != 0:
             raise ValueError("conv1d (standard conv) is only supported on the PCM input")
     first = {0: -1, **{layer.output: i for i, layer in enumerate(enc.layers)}}
     live: list[tuple[int, int, int, int]] = []  # (start, end, first, last)
@@ -234,7 +225,7 @@ def write_model_header(enc: Int8Encoder, path: Path) -> dict:
     parts, rows, flash = [], [], 0
     for i, layer in enumerate(enc.layers):
         w = b = "0"
-        if layer.op == "log_spectrum":
+        if layer.op == Op.LOG_SPECTRUM:
             n_fft = layer.history + layer.stride
             parts.append(spectrum_c_source(i, n_fft, layer.bias))
             w, flash = f"&tc_spectrum{i}", flash + spectrum_bytes(n_fft)
@@ -242,22 +233,22 @@ def write_model_header(enc: Int8Encoder, path: Path) -> dict:
             wt = layer.weight  # conv1d [C_out][C_in][k], depthwise [C][k], pointwise [C_out][C_in]
             parts.append(_c_array("int8_t", f"tc_w{i}", wt))
             w, flash = f"tc_w{i}", flash + wt.size
-        if layer.bias is not None and layer.op != "log_spectrum":
+        if layer.bias is not None and layer.op != Op.LOG_SPECTRUM:
             parts.append(_c_array("int32_t", f"tc_b{i}", layer.bias))
             b, flash = f"tc_b{i}", flash + 4 * layer.bias.size
-        kernel = 1 if layer.weight is None or layer.op == "pointwise" else layer.weight.shape[-1]
-        if layer.op == "log_spectrum":
+        kernel = 1 if layer.weight is None or layer.op == Op.POINTWISE else layer.weight.shape[-1]
+        if layer.op == Op.LOG_SPECTRUM:
             kernel = layer.history + layer.stride  # n_fft
         c_in, c_out = enc.channels[layer.inputs[0]], enc.channels[layer.output]
         in2 = plan["data"][layer.inputs[1]] if len(layer.inputs) > 1 else 0
         flags = "TC_LAYER_RELU" if relu[i] else "0"
-        rows.append(f"  {{{OPS[layer.op]}, {layer.shift}, {layer.shift_a}, {layer.shift_b}, {flags}, {c_in}, {c_out}, "
+        rows.append(f"  {{{layer.op.c_name}, {layer.shift}, {layer.shift_a}, {layer.shift_b}, {flags}, {c_in}, {c_out}, "
                     f"{kernel}, {layer.stride}, {layer.dilation}, {layer.history}, "
                     f"{plan['length'][layer.output]}, {plan['buffer' if layer.history else 'data'][layer.inputs[0]]}u, {in2}u, "
                     f"{plan['data'][layer.output]}u, {w}, {b}}},  /* {i} {layer.name} */")
     n_q, k, d = enc.codebooks.shape
     flash += enc.codebooks.size + n_q + LAYER_STRUCT_BYTES * len(enc.layers)
-    has_spec = any(layer.op == "log_spectrum" for layer in enc.layers)
+    has_spec = any(layer.op == Op.LOG_SPECTRUM for layer in enc.layers)
     text = [
         f"/* Generated by tinycodec.export.c_export for preset '{enc.preset}'. Do not edit. */",
         "#ifndef TINYCODEC_MODEL_H", "#define TINYCODEC_MODEL_H", '#include "tinycodec_encoder.h"', "",

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tinycodec.modules.int8_ops import PCM_SCALE, pcm_from_float
+
 logger = logging.getLogger(__name__)
 
 CALIB_SECONDS = 20.0  # per calibration file: enough for the maxima, keeps export in seconds
@@ -76,7 +78,7 @@ def to_pcm16(wav) -> np.ndarray:
     a = np.asarray(wav.detach().cpu() if hasattr(wav, "detach") else wav).reshape(-1)
     if a.dtype == np.int16:
         return a
-    return np.clip(np.round(a.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+    return pcm_from_float(a).astype(np.int16)
 
 
 def load_pcm(path: str | Path, sample_rate: int, seconds: float | None = None) -> np.ndarray:
@@ -93,7 +95,7 @@ def as_pcm_list(wavs, sample_rate: int) -> list[np.ndarray]:
 
 
 def _float_batchless(pcms: list[np.ndarray]) -> list[Tensor]:
-    return [torch.from_numpy(p.astype(np.float32) / 32768.0).reshape(1, 1, -1) for p in pcms]
+    return [torch.from_numpy(p.astype(np.float32) / PCM_SCALE).reshape(1, 1, -1) for p in pcms]
 
 
 def split_clips(clips: list[Tensor], fraction: float = 0.7) -> tuple[list[Tensor], list[Tensor]]:

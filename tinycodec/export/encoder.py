@@ -1,4 +1,4 @@
-"""Encoder-only export module: waveform -> codes in one graph-friendly ``nn.Module``.
+"""The encoder as one traceable graph for ONNX and ESP-DL: waveform -> codes in one ``nn.Module``.
 
 The device runs the encoder and the residual-VQ search, nothing else. The training
 modules carry Python-side streaming state (``torch.cat`` with a fresh zero state, then a
@@ -10,8 +10,11 @@ weights: for ``T`` a multiple of ``hop_length`` that computes the very same wind
 the pattern ESP-DL's auto-streaming recognises as causal.
 
 The nearest-codeword search reuses :func:`tinycodec.quantization.squared_distances`
-(one matmul per level) followed by ``argmin``, so codes are bit-identical to
-``model.encode`` in PyTorch.
+(one matmul per level) followed by ``argmin``, so for a float encoder the codes are
+bit-identical to ``model.encode`` in PyTorch. A deployed (int8-exact) encoder exports its
+float twin, whose weights sit on their int8 grid: graph runtimes quantize them again their
+own way, and the device's own integer arithmetic is the C export
+(:mod:`tinycodec.export.c_export`), not this graph.
 
 Notebook: book/07_deployment.md
 """

@@ -53,7 +53,7 @@ TARGETS = ("esp32s3", "esp32p4")
 # 8-bit is kept when at least this share of code indices (all levels) matches fp32 on
 # held-out audio; below it the model is re-quantized at 16 bits. 0.9 allows one index in
 # ten to move to a near-tie codeword. It is a chosen bar, not yet tied to a measured
-# quality loss: revisit with trained weights (tinycodec.export.ptq measures the mel change).
+# quality loss: revisit with trained weights (tinycodec.export.onnx_ptq measures the mel change).
 MIN_AGREEMENT_8BIT = 0.9
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FATAL = ("[ERROR]", "not supported in streaming", "Failed to insert streaming node")
@@ -69,6 +69,9 @@ class EspdlResult:
         target (str): chip; bits (int): final bit width; requested_bits (int): asked for.
         streaming_nodes (int): ``StreamingCache`` nodes inserted by auto-streaming.
         agreement (dict): ``{bits: share of identical code indices vs fp32}`` per width tried.
+        device_agreement (dict): for a deployed model (``encoder_int8``), ``{bits: share of code
+            indices equal to the int8 reference's}`` (the codes the device sends; esp-ppq quantizes
+            the float encoder its own way, so this is not 1.0); empty for a float model.
         embedding_snr_db (dict): ``{bits: SNR of the quantized embeddings vs fp32}``.
         streaming_check (dict): :func:`tinycodec.export.espdl_sim.check_streaming` of the kept
             width: the integer simulation reproduces the ``.info`` test output, and the streaming
@@ -90,6 +93,7 @@ class EspdlResult:
     input_length: int
     hop_length: int
     agreement: dict = field(default_factory=dict)
+    device_agreement: dict = field(default_factory=dict)
     embedding_snr_db: dict = field(default_factory=dict)
     streaming_check: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -243,7 +247,9 @@ def export_espdl(model: nn.Module, out_dir: str | Path, target: str = "esp32s3",
     with torch.no_grad():
         ref = [encoder(w) for w in eval_windows]  # fp32 embeddings [1, D, frames]
         ref_codes = [vq.quantize(z) for z in ref]
-    agreement, snr = {}, {}
+        deployed = bool(getattr(model.config, "encoder_int8", False))
+        device_codes = [model.encode(w) for w in eval_windows] if deployed else []  # the int8 reference's
+    agreement, device_agreement, snr = {}, {}, {}
     tried = [bits] + ([16] if fallback and bits == 8 else [])
     for b in tried:
         with tempfile.TemporaryDirectory() as tmp:
@@ -263,6 +269,11 @@ def export_espdl(model: nn.Module, out_dir: str | Path, target: str = "esp32s3",
         codes = [vq.quantize(z) for z in got]
         same = sum(int((c == r).sum()) for c, r in zip(codes, ref_codes))
         agreement[b] = same / sum(r.numel() for r in ref_codes)
+        if device_codes:
+            same = sum(int((c == r).sum()) for c, r in zip(codes, device_codes, strict=True))
+            device_agreement[b] = same / sum(r.numel() for r in device_codes)
+            logger.info("espdl %s %d-bit: code agreement %.3f with the deployed int8 encoder", target, b,
+                        device_agreement[b])
         snr[b] = _snr_db(torch.cat([r.reshape(-1) for r in ref]), torch.cat([g.reshape(-1) for g in got]))
         logger.info("espdl %s %d-bit: code agreement %.3f, embedding SNR %.1f dB, %d streaming nodes",
                     target, b, agreement[b], snr[b], nodes)
@@ -277,7 +288,8 @@ def export_espdl(model: nn.Module, out_dir: str | Path, target: str = "esp32s3",
                        json=str(stem.with_suffix(".json")), log=str(log_path),
                        vectors=str(stem.with_name(stem.name + "_vectors.json")), target=target, bits=b,
                        requested_bits=bits, streaming=streaming, streaming_nodes=nodes, input_length=n,
-                       hop_length=hop, agreement=agreement, embedding_snr_db=snr, streaming_check=checked,
+                       hop_length=hop, agreement=agreement, device_agreement=device_agreement,
+                       embedding_snr_db=snr, streaming_check=checked,
                        seconds=time.perf_counter() - t0, graph=graph)
 
 

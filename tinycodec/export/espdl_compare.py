@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tinycodec.modules.int8_ops import PCM_SCALE, pcm_from_float
+
 
 def _snr_db(ref: np.ndarray, est: np.ndarray) -> float:
     noise = float(((ref - est) ** 2).sum())
@@ -49,7 +51,7 @@ def _int8_layer_outputs(enc, pcm: np.ndarray) -> dict[str, tuple[np.ndarray, int
     """Our int8 reference: each conv layer's int8 output and exponent (the graph cut after it)."""
     out = {}
     for i, layer in enumerate(enc.layers):
-        if layer.op in ("conv1d", "depthwise", "pointwise"):
+        if layer.op.is_conv:
             cut = dataclasses.replace(enc, layers=enc.layers[: i + 1], states={})
             out[layer.name] = (cut.run_graph(pcm, cut.fresh_states()), enc.exponents[layer.output])
     return out
@@ -92,11 +94,11 @@ def compare_quantization(model: nn.Module, calib_wavs: list[Tensor], eval_wavs: 
         x = x[: len(x) // hop * hop]
         if len(x) < hop:
             continue
-        pcm = np.clip(np.round(x.double().numpy() * 32768.0), -32768, 32767).astype(np.int64)
-        wav_in = torch.from_numpy(pcm / 32768.0).float().reshape(1, 1, -1)  # both sides see the same samples
+        pcm = pcm_from_float(x.double().numpy())
+        wav_in = torch.from_numpy(pcm / PCM_SCALE).float().reshape(1, 1, -1)  # both sides see the same samples
         ref = _float_conv_outputs(float_encoder, wav_in)
         ours = _int8_layer_outputs(enc, pcm)
-        ppq = sim.run(pcm / 32768.0)
+        ppq = sim.run(pcm / PCM_SCALE)
         for name, (q, e) in ours.items():
             key = f"layers.{name}.conv"
             op = by_param[f"{key}.weight"]

@@ -5,7 +5,9 @@ tensor's *exponent*). Weights are int8 (one exponent per layer), accumulators in
 at the accumulator exponent ``e_x + e_w``. A layer's output goes back to int8 by
 :func:`requantize`: an arithmetic right shift by ``e_x + e_w - e_y`` with round-half-up, then
 saturation to [-128, 127]. The input is PCM int16 (``e = 15``), so the first conv reads 16-bit
-samples. The residual VQ searches int8 codebooks with integer squared L2 distances.
+samples. The residual VQ searches int8 codebooks with integer squared L2 distances. These rules,
+the op set (:class:`~tinycodec.modules.int8_ops.Op`) and the layer rows (:class:`Int8Layer`) are
+defined once in :mod:`tinycodec.modules.int8_ops`; this module holds the kernels, one per op.
 
 The spectral encoder (``encoder="stft"``) starts with ``log_spectrum`` instead (its integer FFT and
 table log live in :mod:`tinycodec.modules.int8_spectrum`, shared with the int8-exact training
@@ -28,31 +30,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tinycodec.modules.int8_ops import PCM_EXPONENT, Int8Layer, Op, pcm_from_float, requantize
 from tinycodec.modules.int8_spectrum import check_int32, log_spectrum
 
-PCM_EXPONENT = 15  # int16 PCM: real = q / 32768
-
-
-def requantize(acc: np.ndarray, shift: int) -> np.ndarray:
-    """int32 accumulator -> int8: ``sat8((acc + 2**(shift-1)) >> shift)`` (round half up).
-
-    Args:
-        acc (ndarray): int64 array holding int32 values.
-        shift (int): right shift; ``<= 0`` means a left shift by ``-shift`` (no rounding).
-
-    Returns:
-        ndarray: int64 array of values in [-128, 127].
-    """
-    acc = np.asarray(acc, dtype=np.int64)
-    if shift > 0:
-        check_int32(acc + (1 << (shift - 1)), "requantize rounding")
-        y = (acc + (1 << (shift - 1))) >> shift  # numpy >> on int64 is floor division, like ASR
-    else:
-        # |acc| > 128 saturates anyway and 8 bits of left shift saturate any acc != 0: clamping
-        # both first keeps int64 from overflowing and matches the C exactly
-        y = np.clip(acc, -129, 128) << min(-shift, 8)
-    return np.clip(y, -128, 127)
-
+__all__ = ["PCM_EXPONENT", "Int8Encoder", "Int8Layer", "Op", "codebook_norms", "conv1d", "depthwise", "pointwise",
+           "relu", "requantize", "residual_add", "rvq_search"]
 
 def relu(x: np.ndarray) -> np.ndarray:
     """max(x, 0) on int8 values (the exponent is unchanged)."""
@@ -160,36 +142,15 @@ def rvq_search(z: np.ndarray, codebooks: np.ndarray, norms: np.ndarray, z_shift:
     return np.stack(codes)
 
 
-@dataclass
-class Int8Layer:
-    """One step of the int8 graph (a row of the C layer table).
-
-    Attributes:
-        op (str): ``conv1d`` | ``depthwise`` | ``pointwise`` | ``relu`` | ``residual_add`` |
-            ``log_spectrum`` (the spectral encoder's frontend: ``n_fft = history + stride``).
-        inputs (list[int]): tensor ids read (two for ``residual_add``).
-        output (int): tensor id written.
-        weight (ndarray | None): int8 [C_out, C_in, k] (conv1d), [C, k] (depthwise), [C_out, C_in].
-        bias (ndarray | None): int32 [C_out]; for ``log_spectrum`` the int64 constants
-            ``(F, A, B)`` of :func:`spectrum_affine`.
-        shift (int): requantization shift.
-        shift_a, shift_b (int): alignment shifts of ``residual_add``.
-        stride, dilation (int): of the conv.
-        history (int): ``P = k_eff - stride`` input samples kept as streaming state.
-    """
-
-    op: str
-    inputs: list[int]
-    output: int
-    weight: np.ndarray | None = None
-    bias: np.ndarray | None = None
-    shift: int = 0
-    shift_a: int = 0
-    shift_b: int = 0
-    stride: int = 1
-    dilation: int = 1
-    history: int = 0
-    name: str = ""
+KERNELS = {  # Op -> kernel(layer, x with its history, every tensor so far)
+    Op.CONV1D: lambda layer, x, t: conv1d(x, layer.weight, layer.bias, layer.shift, layer.stride, layer.dilation),
+    Op.DEPTHWISE: lambda layer, x, t: depthwise(x, layer.weight, layer.shift, layer.stride, layer.dilation),
+    Op.POINTWISE: lambda layer, x, t: pointwise(x, layer.weight, layer.bias, layer.shift),
+    Op.RELU: lambda layer, x, t: relu(x),
+    Op.RESIDUAL_ADD: lambda layer, x, t: residual_add(x, t[layer.inputs[1]], layer.shift_a, layer.shift_b, layer.shift),
+    Op.LOG_SPECTRUM: lambda layer, x, t: log_spectrum(x, layer.history + layer.stride, layer.stride,
+                                                      tuple(int(v) for v in layer.bias)),
+}
 
 
 @dataclass
@@ -246,20 +207,7 @@ class Int8Encoder:
             if layer.history:
                 x = np.concatenate([states[i], x], axis=1)
                 states[i] = x[:, x.shape[1] - layer.history:]
-            if layer.op == "conv1d":
-                y = conv1d(x, layer.weight, layer.bias, layer.shift, layer.stride, layer.dilation)
-            elif layer.op == "depthwise":
-                y = depthwise(x, layer.weight, layer.shift, layer.stride, layer.dilation)
-            elif layer.op == "pointwise":
-                y = pointwise(x, layer.weight, layer.bias, layer.shift)
-            elif layer.op == "relu":
-                y = relu(x)
-            elif layer.op == "residual_add":
-                y = residual_add(x, tensors[layer.inputs[1]], layer.shift_a, layer.shift_b, layer.shift)
-            elif layer.op == "log_spectrum":
-                y = log_spectrum(x, layer.history + layer.stride, layer.stride, tuple(int(v) for v in layer.bias))
-            else:
-                raise ValueError(f"unknown op {layer.op!r}")
+            y = KERNELS[layer.op](layer, x, tensors)
             tensors[layer.output] = y
         return tensors[self.output]
 
@@ -269,7 +217,7 @@ class Int8Encoder:
             return a.astype(np.int64)
         if np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"integer audio must be int16 PCM, got {a.dtype}")
-        return np.clip(np.round(a.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int64)
+        return pcm_from_float(a)
 
     def search(self, z: np.ndarray) -> np.ndarray:
         """RVQ codes [n_q, F] of z [D, F]."""

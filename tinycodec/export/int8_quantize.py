@@ -1,10 +1,11 @@
 """Post-training int8 quantization of a TinyStream encoder + RVQ with power-of-two scales.
 
-``quantize_encoder(model, calib_wavs)`` walks the float encoder into a flat graph (conv1d,
-depthwise, pointwise, relu, residual_add), runs it in float64 on real calibration audio to find
-each tensor's largest magnitude, and picks per-tensor exponents ``e = floor(log2(127 / max|x|))``
-(the finest power-of-two scale that does not clip the calibration set). Weights get one exponent
-per layer the same way; biases are int32 at the accumulator exponent.
+``quantize_encoder(model, calib_wavs)`` walks the float encoder into a flat graph
+(:mod:`tinycodec.modules.graph`), runs it in float32 on real calibration audio to find each
+tensor's largest magnitude, and picks per-tensor exponents ``e = floor(log2(127 / max|x|))`` (the
+finest power-of-two scale that does not clip the calibration set). Weights get one exponent per
+layer the same way; biases are int32 at the accumulator exponent. Each layer then becomes an int8
+layer through :func:`~tinycodec.modules.int8_ops.build_layer`, as in :func:`int8_encoder_of`.
 
 One exponent per layer is coarse for a *trained* encoder, whose channels end up with ranges that
 differ by orders of magnitude: the small channels are rounded away. Before quantizing,
@@ -30,8 +31,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinycodec.export.calibration import as_pcm_list, calibration_audio
-from tinycodec.export.int8 import PCM_EXPONENT, Int8Encoder, Int8Layer
-from tinycodec.modules.graph import extract_graph
+from tinycodec.export.int8 import Int8Encoder
+from tinycodec.modules.graph import GraphLayer, extract_graph
+from tinycodec.modules.int8_ops import (
+    PCM_EXPONENT,
+    PCM_SCALE,
+    Op,
+    build_layer,
+    output_exponent,
+    quantize_conv,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,18 +68,18 @@ def _robust_max(v: torch.Tensor) -> float:
     return float(np.partition(a, k)[k])
 
 
-def equalization_pairs(layers: list[dict]) -> list[tuple[nn.Conv1d, nn.Conv1d]]:
+def equalization_pairs(layers: list[GraphLayer]) -> list[tuple[nn.Conv1d, nn.Conv1d]]:
     """Conv pairs of a flat graph whose channels can be rescaled without changing the function:
     depthwise -> pointwise (linear in between) and pointwise -> ReLU -> pointwise."""
     pairs = []
     for i, layer in enumerate(layers):
         nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if layer["op"] == "depthwise" and nxt and nxt["op"] == "pointwise" and nxt["inputs"][0] == layer["output"]:
-            pairs.append((layer["conv"], nxt["conv"]))
+        if layer.op == Op.DEPTHWISE and nxt and nxt.op == Op.POINTWISE and nxt.inputs[0] == layer.output:
+            pairs.append((layer.conv, nxt.conv))
         after = layers[i + 2] if i + 2 < len(layers) else None
-        if (layer["op"] == "pointwise" and nxt and after and nxt["op"] == "relu" and after["op"] == "pointwise"
-                and nxt["inputs"][0] == layer["output"] and after["inputs"][0] == nxt["output"]):
-            pairs.append((layer["conv"], after["conv"]))
+        if (layer.op == Op.POINTWISE and nxt and after and nxt.op == Op.RELU and after.op == Op.POINTWISE
+                and nxt.inputs[0] == layer.output and after.inputs[0] == nxt.output):
+            pairs.append((layer.conv, after.conv))
     return pairs
 
 
@@ -97,46 +106,39 @@ def equalize_cross_layer(encoder: nn.Module, iterations: int = 20) -> nn.Module:
     return encoder
 
 
-def run_float(layers: list[dict], wav: torch.Tensor) -> dict[int, torch.Tensor]:
+def _float_conv(layer: GraphLayer, x: torch.Tensor, t: dict) -> torch.Tensor:
+    conv = layer.conv
+    return F.conv1d(F.pad(x, (layer.history, 0)), conv.weight.float(), conv.bias, conv.stride, 0, conv.dilation,
+                    conv.groups)
+
+
+FLOAT_OPS = {  # Op -> float32 function(layer, x [1, C, T], every tensor so far), offline from a zero state
+    Op.LOG_SPECTRUM: lambda layer, x, t: layer.spectrum(F.pad(x, (layer.history, 0))),
+    Op.CONV1D: _float_conv, Op.DEPTHWISE: _float_conv, Op.POINTWISE: _float_conv,
+    Op.RELU: lambda layer, x, t: x.clamp(min=0),
+    Op.RESIDUAL_ADD: lambda layer, x, t: x + t[layer.inputs[1]],
+}
+
+
+def run_float(layers: list[GraphLayer], wav: torch.Tensor) -> dict[int, torch.Tensor]:
     """The flat graph in float32 (offline, zero state). wav [T] -> every tensor [C, T_t]."""
     t = {0: wav.float().reshape(1, 1, -1)}
     for layer in layers:
-        x = t[layer["inputs"][0]]
-        conv = layer["conv"]
-        if layer["op"] == "log_spectrum":
-            y = layer["module"](F.pad(x, (layer["history"], 0)))
-        elif conv is not None:
-            y = F.conv1d(F.pad(x, (layer["history"], 0)), conv.weight.float(), conv.bias, conv.stride,
-                         0, conv.dilation, conv.groups)
-        elif layer["op"] == "relu":
-            y = x.clamp(min=0)
-        else:
-            y = x + t[layer["inputs"][1]]
-        t[layer["output"]] = y
+        t[layer.output] = FLOAT_OPS[layer.op](layer, t[layer.inputs[0]], t)
     return {k: v[0] for k, v in t.items()}
 
 
-def conv_layer(fl: dict, wq: np.ndarray, bq: np.ndarray, shift: int) -> Int8Layer:
-    """The :class:`Int8Layer` of conv ``fl`` (a graph layer) from its integer weights [C_out, C_in/g, k]
-    and integer bias [C_out] (int32 checked), in the layout of its op."""
-    conv, op = fl["conv"], fl["op"]
-    wq, bq = np.asarray(wq).astype(np.int8), np.asarray(bq).astype(np.int64)
-    if np.abs(bq).max(initial=0) > 2**31 - 1:
-        raise OverflowError(f"{fl['name']}: bias does not fit int32")
-    if op == "depthwise":
-        wq, bq = wq[:, 0, :], None
-    elif op == "pointwise":
-        wq = wq[:, :, 0]
-    return Int8Layer(op, fl["inputs"], fl["output"], weight=wq, bias=None if bq is None else bq.astype(np.int32),
-                     shift=shift, stride=conv.stride[0], dilation=conv.dilation[0], history=fl["history"],
-                     name=fl["name"])
-
-
-def spectrum_layer(fl: dict, e_y: int) -> Int8Layer:
-    """The :class:`Int8Layer` of a ``log_spectrum`` graph layer whose int8 output has exponent ``e_y``."""
-    spec = fl["module"]
-    return Int8Layer("log_spectrum", fl["inputs"], fl["output"], bias=np.array(spec.int8_affine(e_y), dtype=np.int64),
-                     stride=spec.hop, history=spec.n_fft - spec.hop, name=fl["name"])
+def int8_codebooks(model: nn.Module, e_z: int) -> dict:
+    """The int8 codebooks of ``model.quantizer`` for an embedding at exponent ``e_z``: each level
+    at :func:`codebook_exponent`, the residual at the finest of them (the :class:`Int8Encoder`
+    fields ``codebooks``, ``z_shift`` and ``cb_shifts``)."""
+    embeds = [q.embed.double() for q in model.quantizer.layers]
+    e_c = [codebook_exponent(c, e_z) for c in embeds]
+    e_v = max(e_z, *e_c)
+    codebooks = np.stack([(c * 2.0**e).round().clamp(-128, 127).numpy() for c, e in zip(embeds, e_c, strict=True)])
+    logger.info("int8 exponents: z %d, codebooks %s, residual %d", e_z, e_c, e_v)
+    return {"codebooks": codebooks.astype(np.int8), "z_shift": e_v - e_z,
+            "cb_shifts": np.array([e_v - e for e in e_c], dtype=np.int64)}
 
 
 @torch.no_grad()
@@ -164,42 +166,23 @@ def quantize_encoder(model: nn.Module, calib_wavs=None, preset: str = "", equali
     max_abs = {k: 0.0 for k in channels}
     for pcm in pcms:
         pcm = np.concatenate([pcm, np.zeros((-len(pcm)) % hop, dtype=np.int16)])
-        tensors = run_float(flayers, torch.from_numpy(pcm.astype(np.float32) / 32768.0))
+        tensors = run_float(flayers, torch.from_numpy(pcm.astype(np.float32) / PCM_SCALE))
         for k, v in tensors.items():
             max_abs[k] = max(max_abs[k], _robust_max(v))
     exps = {0: PCM_EXPONENT}
     layers = []
     for fl in flayers:
-        op, out, ins = fl["op"], fl["output"], fl["inputs"]
-        e_x = exps[ins[0]]
-        if op == "relu":  # int8 max(x, 0) keeps the scale
-            exps[out] = e_x
-            layers.append(Int8Layer(op, ins, out, name=fl["name"]))
-            continue
-        e_y = exps[out] = _exponent(max_abs[out])
-        if op == "log_spectrum":
-            layers.append(spectrum_layer(fl, e_y))
-            continue
-        if op == "residual_add":
-            e_m = max(e_x, exps[ins[1]])
-            layers.append(Int8Layer(op, ins, out, shift=e_m - e_y, shift_a=e_m - e_x,
-                                    shift_b=e_m - exps[ins[1]], name=fl["name"]))
-            continue
-        conv = fl["conv"]
-        w = conv.weight.double().numpy()
-        e_w = _exponent(float(np.abs(w).max()))
-        wq = np.clip(np.round(w * 2.0**e_w), -128, 127)
-        bias = np.zeros(conv.out_channels) if conv.bias is None else conv.bias.double().numpy()
-        layers.append(conv_layer(fl, wq, np.round(bias * 2.0 ** (e_x + e_w)), e_x + e_w - e_y))
-    e_z = exps[layers[-1].output]
-    embeds = [q.embed.double().numpy() for q in model.quantizer.layers]
-    e_c = [min(_exponent(float(np.abs(c).max())), e_z + MAX_VQ_UPSHIFT) for c in embeds]
-    e_v = max(e_z, *e_c)
-    codebooks = np.stack([np.clip(np.round(c * 2.0**e), -128, 127) for c, e in zip(embeds, e_c, strict=True)])
-    logger.info("int8 exponents: z %d, codebooks %s, residual %d", e_z, e_c, e_v)
-    return Int8Encoder(layers=layers, channels=channels, exponents=exps, codebooks=codebooks.astype(np.int8),
-                       z_shift=e_v - e_z, cb_shifts=np.array([e_v - e for e in e_c], dtype=np.int64),
-                       hop_length=hop, sample_rate=sr, preset=preset)
+        e_x = exps[fl.inputs[0]]
+        exps[fl.output] = output_exponent(fl.op, e_x, _exponent(max_abs[fl.output]))
+        weights = None
+        if fl.op.is_conv:
+            w = fl.conv.weight.double().numpy()
+            e_w = _exponent(float(np.abs(w).max()))
+            bias = None if fl.conv.bias is None else fl.conv.bias.double().numpy()
+            weights = (*quantize_conv(w, bias, e_x, e_w), e_w)
+        layers.append(build_layer(fl, exps, weights))
+    return Int8Encoder(layers=layers, channels=channels, exponents=exps, hop_length=hop, sample_rate=sr,
+                       preset=preset, **int8_codebooks(model, exps[layers[-1].output]))
 
 
 @torch.no_grad()
@@ -212,7 +195,7 @@ def code_agreement(model: nn.Module, enc: Int8Encoder, pcms: list[np.ndarray]) -
     """
     same, all_same, n = 0, 0, 0
     for pcm in pcms:
-        wav = torch.from_numpy(pcm.astype(np.float32) / 32768.0).reshape(1, 1, -1)
+        wav = torch.from_numpy(pcm.astype(np.float32) / PCM_SCALE).reshape(1, 1, -1)
         ref = model.encode(wav)[0].numpy()
         got = enc.encode(pcm)
         eq = ref == got
@@ -235,29 +218,9 @@ def int8_encoder_of(model, preset: str = "") -> Int8Encoder:
     enc = model.encoder
     if not model.config.encoder_int8:
         raise ValueError("int8_encoder_of needs a model with encoder_int8=True (see prepare_int8_model)")
-    exps = {k: int(e) for k, e in enumerate(enc.exponents)}
-    if exps[0] != PCM_EXPONENT:
-        raise ValueError("the int8 encoder is not calibrated (input exponent is not 15)")
-    layers = []
-    for i, fl in enumerate(enc.graph):
-        op, ins, out = fl["op"], fl["inputs"], fl["output"]
-        if op == "relu":
-            layers.append(Int8Layer(op, ins, out, name=fl["name"]))
-        elif op == "log_spectrum":
-            layers.append(spectrum_layer(fl, exps[out]))
-        elif op == "residual_add":
-            e_m = max(exps[ins[0]], exps[ins[1]])
-            layers.append(Int8Layer(op, ins, out, shift=e_m - exps[out], shift_a=e_m - exps[ins[0]],
-                                    shift_b=e_m - exps[ins[1]], name=fl["name"]))
-        else:
-            wq, bq = enc.integer_weights(i)
-            bq = np.zeros(fl["conv"].out_channels) if bq is None else bq.numpy()
-            layers.append(conv_layer(fl, wq.numpy(), bq, exps[ins[0]] + int(enc.weight_exponents[i]) - exps[out]))
-    e_z = enc.output_exponent
-    embeds = [q.embed.double() for q in model.quantizer.layers]
-    e_c = [codebook_exponent(c, e_z) for c in embeds]
-    codebooks = np.stack([(c * 2.0**e).round().clamp(-128, 127).numpy() for c, e in zip(embeds, e_c, strict=True)])
-    e_v = max(e_z, *e_c)
-    return Int8Encoder(layers=layers, channels=dict(enc.channels), exponents=exps, codebooks=codebooks.astype(np.int8),
-                       z_shift=e_v - e_z, cb_shifts=np.array([e_v - e for e in e_c], dtype=np.int64),
-                       hop_length=model.config.hop_length, sample_rate=model.config.sample_rate, preset=preset)
+    if int(enc.exponents[0]) != PCM_EXPONENT:
+        raise ValueError(f"the int8 encoder is not calibrated (input exponent is not {PCM_EXPONENT})")
+    return Int8Encoder(layers=list(enc.integer_layers()), channels=dict(enc.channels),
+                       exponents={k: int(e) for k, e in enumerate(enc.exponents)},
+                       hop_length=model.config.hop_length, sample_rate=model.config.sample_rate, preset=preset,
+                       **int8_codebooks(model, enc.output_exponent))

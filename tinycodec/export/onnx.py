@@ -5,6 +5,11 @@
 ``Pad -> Conv`` pairs are folded into one ``Conv`` with ``pads = [P, 0]`` (left only), the
 form ESP-DL's auto-streaming turns into a ``StreamingCache``.
 
+A deployed model (``encoder_int8``) exports the device's integer arithmetic instead
+(:class:`~tinycodec.export.onnx_int8.Int8GraphExport`): its codes equal the int8 reference's, which
+:func:`check_onnx` verifies. The file's metadata ``tinycodec_encoder_arithmetic`` says which
+arithmetic a graph holds (``int8`` or ``float``).
+
 The TorchScript exporter (``dynamo=False``) is the default: on 2 CPU cores it takes ~2 s
 per model against ~12 s for the dynamo exporter, which also works (``dynamo=True``) and
 gives the same numbers. Its deprecation and constant-folding warnings are logged at
@@ -15,6 +20,7 @@ Notebook: book/07_deployment.md
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from dataclasses import dataclass
@@ -29,6 +35,7 @@ from tinycodec.export.encoder import EncoderExport
 logger = logging.getLogger(__name__)
 
 OPSET = 18
+ARITHMETIC_KEY = "tinycodec_encoder_arithmetic"  # ONNX metadata: "int8" (the device's integers) or "float"
 
 
 def _require(name: str):
@@ -200,7 +207,7 @@ def _remove_dead_nodes(model) -> None:
 
 
 def export_onnx(model: nn.Module, path: str | Path, dynamic_time: bool = True, n_q: int | None = None,
-                dynamo: bool = False) -> Path:
+                dynamo: bool = False, exact_int8: bool | None = None) -> Path:
     """Export encoder + VQ search: ``wav [B, 1, T] -> codes [B, n_q, F] (int64), embeddings [B, D, F]``.
 
     Args:
@@ -210,16 +217,40 @@ def export_onnx(model: nn.Module, path: str | Path, dynamic_time: bool = True, n
             ``hop_length`` inside the graph, as ``model.encode`` does); else fixed [1, 1, hop * 16].
         n_q (int | None): quantizer levels (default all).
         dynamo (bool): use the dynamo exporter (slower, same graph semantics).
+        exact_int8 (bool | None): for a deployed model, export the device's integer arithmetic
+            (``None``: when every layer has an exact form, else the float graph with a warning;
+            ``True``: or raise; ``False``: the float graph, e.g. for onnxruntime's own quantization).
 
     Returns:
         Path: the written ``.onnx`` file.
     """
-    module = EncoderExport(model, n_q=n_q, with_embeddings=True)
+    module, arithmetic = None, "float"
+    if getattr(model.config, "encoder_int8", False) and exact_int8 is not False:
+        from tinycodec.export.int8_quantize import int8_encoder_of
+        from tinycodec.export.onnx_int8 import Int8GraphExport
+
+        enc = int8_encoder_of(model.eval())
+        levels = model.quantizer._check_n_q(n_q)
+        enc = dataclasses.replace(enc, codebooks=enc.codebooks[:levels], cb_shifts=enc.cb_shifts[:levels])
+        try:
+            module, arithmetic = Int8GraphExport(enc).eval(), "int8"
+        except ValueError as exc:
+            if exact_int8:
+                raise
+            logger.warning("ONNX export of the float encoder, whose codes differ from the device's: %s", exc)
+    if module is None:
+        module = EncoderExport(model, n_q=n_q, with_embeddings=True)
     example = torch.zeros(1, 1, module.hop_length * 16)
     axes = None
     if dynamic_time:
         axes = {"wav": {0: "B", 2: "T"}, "codes": {0: "B", 2: "F"}, "embeddings": {0: "B", 2: "F"}}
-    return export_module(module, path, example, ["wav"], ["codes", "embeddings"], axes, dynamo=dynamo)
+    path = export_module(module, path, example, ["wav"], ["codes", "embeddings"], axes, dynamo=dynamo,
+                         fold_pads=arithmetic == "float")
+    onnx = _require("onnx")
+    graph = onnx.load(str(path))
+    onnx.helper.set_model_props(graph, {ARITHMETIC_KEY: arithmetic})
+    onnx.save(graph, str(path))
+    return path
 
 
 @dataclass
@@ -232,8 +263,11 @@ class OnnxCheck:
         frames (int): frames compared (per level).
         atol (float): tolerance on ``max_abs_diff``.
         device_code_agreement (float): share of code indices equal to ``model.encode``'s: for a deployed
-            model (``encoder_int8``) the microcontroller's integer arithmetic, which the graph does not
-            reproduce; 1.0 only where the graph sends the device's codes.
+            model (``encoder_int8``) the microcontroller's integer arithmetic (the int8 reference's codes);
+            1.0 only where the graph sends the device's codes.
+        reference (str): what ``code_agreement`` and ``max_abs_diff`` compare with: ``"int8"`` (the
+            graph holds the device's integers: ``model.encode`` and ``model.encoder``) or ``"float"``
+            (the float encoder of :class:`~tinycodec.export.encoder.EncoderExport`).
     """
 
     max_abs_diff: float
@@ -241,6 +275,7 @@ class OnnxCheck:
     frames: int
     atol: float
     device_code_agreement: float = 1.0
+    reference: str = "float"
 
     @property
     def ok(self) -> bool:
@@ -263,7 +298,8 @@ def run_onnx(session, wav: Tensor) -> tuple[Tensor, Tensor]:
 
 def check_onnx(model: nn.Module, path: str | Path, wavs: list[Tensor], n_q: int | None = None,
                atol: float = 1e-4) -> OnnxCheck:
-    """Compare the ONNX graph at ``path`` (run in onnxruntime) with PyTorch.
+    """Compare the ONNX graph at ``path`` (run in onnxruntime) with PyTorch: the float encoder, or for a
+    graph of the device's integers (metadata ``int8``) the deployed model's ``encode`` and ``encoder``.
 
     Args:
         model (CodecModel): the model that was exported.
@@ -272,6 +308,8 @@ def check_onnx(model: nn.Module, path: str | Path, wavs: list[Tensor], n_q: int 
         n_q (int | None): levels the graph was exported with.
         atol (float): embedding tolerance for ``OnnxCheck.ok``.
     """
+    props = {p.key: p.value for p in _require("onnx").load(str(path), load_external_data=False).metadata_props}
+    reference = props.get(ARITHMETIC_KEY, "float")
     ref = EncoderExport(model, n_q=n_q, with_embeddings=True)
     session = onnx_session(path)
     max_diff, same, total, frames, same_device = 0.0, 0, 0, 0, 0
@@ -280,6 +318,8 @@ def check_onnx(model: nn.Module, path: str | Path, wavs: list[Tensor], n_q: int 
         with torch.no_grad():
             codes_pt, emb_pt = ref(wav)
             device = model.encode(wav, n_q=codes_pt.shape[1])  # the deployed arithmetic, when there is one
+            if reference == "int8":
+                codes_pt, emb_pt = device, model.encoder(model._check_wav(wav))
         codes, emb = run_onnx(session, wav)
         if device.shape == codes.shape:
             same_device += int((codes == device).sum())
@@ -289,4 +329,4 @@ def check_onnx(model: nn.Module, path: str | Path, wavs: list[Tensor], n_q: int 
         same += int((codes == codes_pt).sum())
         total += codes.numel()
         frames += codes.shape[0] * codes.shape[-1]
-    return OnnxCheck(max_diff, same / max(total, 1), frames, atol, same_device / max(total, 1))
+    return OnnxCheck(max_diff, same / max(total, 1), frames, atol, same_device / max(total, 1), reference)

@@ -215,8 +215,9 @@ def make_decoder(config: CodecConfig) -> StreamingModule:
     """The decoder ``config.decoder`` names: ``"mirror"`` (SEANet, mirrors the encoder) or ``"server"``
     (:class:`~tinycodec.modules.server_decoder.ServerDecoder`). Both map [B, D, F] -> [B, 1, F * hop]."""
     if config.decoder == "server":
+        geometry = config.server_geometry
         return ServerDecoder(config.D, config.hop_length, config.decoder_dim, config.decoder_layers,
-                             config.server_n_fft, delay=config.decoder_delay)
+                             geometry.n_fft, delay=geometry.delay)
     return SEANetDecoder(C=config.C, D=config.D, strides=config.strides, dilations=config.dilations,
                          kernel_size=config.kernel_size, activation=config.activation, separable=config.separable)
 
@@ -231,9 +232,15 @@ def register_model(cls: type[CodecModel]) -> type[CodecModel]:
 
 
 def build_model(family: str, config_dict: dict) -> CodecModel:
-    """Rebuild a model from ``model.family`` and ``asdict(model.config)`` (e.g. from a checkpoint)."""
+    """Rebuild a model from ``model.family`` and ``asdict(model.config)`` (e.g. from a checkpoint).
+
+    Raises:
+        ValueError: unknown family, or a size-bearing field beyond its cap (checked before any module
+            is built, see :meth:`CodecConfig.check_limits`).
+    """
     # the families register themselves: ``tinycodec.models`` imports every family module, and
     # importing this module runs that package first
     if family not in MODEL_CLASSES:
         raise ValueError(f"unknown model family {family!r}; choose from {sorted(MODEL_CLASSES)}")
+    CONFIG_CLASSES[family].check_limits(config_dict)  # before anything reads the sizes (the upgrade multiplies strides)
     return MODEL_CLASSES[family](config=CONFIG_CLASSES[family](**upgrade_config_dict(config_dict)))

@@ -10,8 +10,11 @@ Notebook: book/02_architecture.md
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from typing import ClassVar
+
+from tinycodec.modules.server_decoder import DEFAULT_DELAY, HeadGeometry
 
 # encoders a config can name (see tinycodec.models.base.CodecModel)
 ENCODERS = {"seanet": "SEANet convs on the waveform (book chapter 02; the firmware's int8 encoder)",
@@ -20,12 +23,72 @@ ENCODERS = {"seanet": "SEANet convs on the waveform (book chapter 02; the firmwa
 DECODERS = {"mirror": "SEANet mirror of the encoder (book chapter 02)",
             "server": "frame-rate ConvNeXt blocks + causal iSTFT head (Vocos-style, 1-5 M parameters)"}
 
+# Caps on every size-bearing field, checked before any module exists (a config read from a weights
+# file or a checkpoint is a claim: `decoder_layers=10**6` would cost minutes to build even on the meta
+# device). Each cap is far above every preset and shipped model; the parameter count is checked after
+# (``tinycodec.models.validate.MAX_PARAMETERS``). n_q, codebook size and sample rate match the
+# container's and the entropy tables' own limits.
+LIMITS: dict[str, tuple[int, int]] = {  # field: (smallest, largest)
+    "C": (1, 1024), "D": (1, 4096), "num_quantizers": (1, 64), "codebook_size": (2, 1 << 16),
+    "sample_rate": (1, 384_000), "kernel_size": (1, 63), "kmeans_iters": (0, 1000),
+    "decoder_dim": (1, 4096), "decoder_layers": (0, 64), "decoder_n_fft": (0, 1 << 16), "decoder_delay": (0, 64),
+}
+LIST_LIMITS: dict[str, tuple[int, int, int]] = {  # field: (most entries, smallest entry, largest entry)
+    "strides": (8, 1, 64),  # one encoder block (and one decoder block) per entry
+    "dilations": (8, 1, 1024),  # one residual unit per entry in every block
+}
+MAX_HOP_LENGTH = 8192  # samples per frame (the product of the strides)
+MAX_STFT_HOP = 1024  # the stft encoder's fixed DFT basis is (hop + 1) x 2 hop, computed in float64
+
+
+def _shown(value) -> str:
+    """A value for a one-line message: huge ints as a power of two, long reprs cut."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"~2**{value.bit_length() - 1}"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_caps(values: Mapping, limits: Mapping[str, tuple[int, int]],
+               list_limits: Mapping[str, tuple[int, int, int]] | None = None) -> None:
+    """Check the fields of ``values`` that ``limits`` / ``list_limits`` name (absent ones are skipped).
+
+    A field set to ``None`` is left alone (where ``None`` means "the default"). Cost is bounded by the
+    caps, never by the values: a list's length is checked before its entries.
+
+    Raises:
+        ValueError: one line naming the field, its value and the cap, e.g.
+            ``decoder_layers=1000000 is above its cap of 64``.
+    """
+    def integer(name: str, value, lo: int, hi: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name}={_shown(value)} must be an integer")
+        if value > hi:
+            raise ValueError(f"{name}={_shown(value)} is above its cap of {hi}")
+        if value < lo:
+            raise ValueError(f"{name}={_shown(value)} is below its minimum of {lo}")
+
+    for name, (lo, hi) in limits.items():
+        if name in values and values[name] is not None:
+            integer(name, values[name], lo, hi)
+    for name, (most, lo, hi) in (list_limits or {}).items():
+        if name not in values:
+            continue
+        items = values[name]
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(f"{name}={_shown(items)} must be a list of integers")
+        if len(items) > most:
+            raise ValueError(f"{name} has {len(items)} entries, above its cap of {most}")
+        for i, value in enumerate(items):
+            integer(f"{name}[{i}]", value, lo, hi)
+
 
 @dataclass
 class CodecConfig:
     """Fields shared by both families (defaults are SoundStream's paper configuration)."""
 
     family: ClassVar[str] = ""
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = LIMITS  # see check_caps (a family adds its own fields)
     C: int = 32  # base channels; encoder block i has C * 2**(i+1)
     D: int = 512  # embedding dimension (quantizer input)
     strides: list[int] = field(default_factory=lambda: [2, 4, 5, 8])  # hop_length = prod(strides)
@@ -48,15 +111,14 @@ class CodecConfig:
     decoder: str = "mirror"  # "mirror": SEANet mirror of the encoder | "server": ConvNeXt + iSTFT head
     decoder_dim: int = 256  # server decoder: ConvNeXt width
     decoder_layers: int = 8  # server decoder: ConvNeXt blocks
-    decoder_n_fft: int = 0  # server decoder: FFT size of its head (0: 2 * hop_length)
+    decoder_n_fft: int = 0  # server decoder: FFT size of its head (0: two hops, HeadGeometry's default)
     # server decoder: frames its output lags the codes. 0: frame f's synthesis window starts at block f, so
     # each block is mostly drawn from frames that have not heard it; d >= 1 lets frames up to f + d shape
-    # block f, at d hops of latency (d = n_fft / hop - 1: no window reaches past what its frame heard).
-    # Measured on tiny's frozen codes, 3000 steps each: d=1, n_fft=2 hops beat d=0, n_fft=4 hops (the
-    # first server decoders) on validation mel, PESQ-WB and STOI (book chapter 04).
-    decoder_delay: int = 1
+    # block f, at d hops of latency (tinycodec.modules.server_decoder: the geometry, its defaults and checks)
+    decoder_delay: int = DEFAULT_DELAY
 
     def __post_init__(self) -> None:
+        self.check_limits(vars(self))
         self.strides = [int(s) for s in self.strides]
         self.dilations = [int(d) for d in self.dilations]
         if self.codebook_size < 2 or self.codebook_size & (self.codebook_size - 1):
@@ -67,12 +129,31 @@ class CodecConfig:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose from {list(ENCODERS)}")
         if self.decoder not in DECODERS:
             raise ValueError(f"unknown decoder {self.decoder!r}; choose from {list(DECODERS)}")
-        n_fft = self.server_n_fft
-        if not 0 <= self.decoder_delay * self.hop_length <= n_fft - self.hop_length:
-            raise ValueError(f"decoder_delay={self.decoder_delay} frames must lie in 0..{n_fft // self.hop_length - 1} "
-                             f"(the head's window of n_fft={n_fft} spans {n_fft // self.hop_length} hops)")
+        _ = self.server_geometry  # checks decoder_n_fft and decoder_delay
         if self.encoder_int8 and self.activation != "relu":
             raise ValueError("encoder_int8 needs activation='relu' (the int8 arithmetic has no ELU)")
+
+    @classmethod
+    def check_limits(cls, values: Mapping) -> None:
+        """Check a config's size-bearing fields against their caps before anything is built.
+
+        Args:
+            values: config fields (a stored config dict, or ``vars(config)``); absent fields take
+                the class defaults, unknown ones are left to the dataclass.
+
+        Raises:
+            ValueError: one line naming the field, its value and the cap.
+        """
+        if not isinstance(values, Mapping):
+            raise ValueError(f"a model config must be a dict, got {type(values).__name__}")
+        check_caps(values, cls.LIMITS, LIST_LIMITS)
+        strides = values["strides"] if "strides" in values else _default(cls, "strides")
+        hop = math.prod(strides)  # at most 8 entries of at most 64: cheap
+        if hop > MAX_HOP_LENGTH:
+            raise ValueError(f"hop_length={hop} (the product of strides {list(strides)}) is above its cap of {MAX_HOP_LENGTH}")
+        encoder = values["encoder"] if "encoder" in values else _default(cls, "encoder")
+        if encoder == "stft" and hop > MAX_STFT_HOP:
+            raise ValueError(f"hop_length={hop} is above the stft encoder's cap of {MAX_STFT_HOP}")
 
     @property
     def hop_length(self) -> int:
@@ -80,9 +161,9 @@ class CodecConfig:
         return math.prod(self.strides)
 
     @property
-    def server_n_fft(self) -> int:
-        """The server decoder's FFT size: ``decoder_n_fft``, or two hops."""
-        return self.decoder_n_fft or 2 * self.hop_length
+    def server_geometry(self) -> HeadGeometry:
+        """The server decoder's FFT size and delay (``decoder_n_fft`` 0: the default of two hops), checked."""
+        return HeadGeometry(self.hop_length, self.decoder_n_fft, self.decoder_delay)
 
     @property
     def frame_rate(self) -> float:
@@ -117,6 +198,12 @@ class TinyStreamConfig(CodecConfig):
     activation: str = "relu"
     separable: bool = True
     quantizer_dropout: bool = False
+
+
+def _default(cls: type, name: str):
+    """A dataclass field's default value (``default_factory`` called)."""
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.default_factory() if f.default is MISSING else f.default
 
 
 CONFIG_CLASSES: dict[str, type[CodecConfig]] = {"soundstream": SoundStreamConfig, "tinystream": TinyStreamConfig}

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from tinycodec.models.base import CodecModel, register_model
-from tinycodec.models.config import CONFIG_CLASSES, PRESETS, CodecConfig
+from tinycodec.models.config import CONFIG_CLASSES, LIMITS, PRESETS, CodecConfig
 from tinycodec.modules import SEANetDecoder, SEANetEncoder, State, StreamingModule
 
 
@@ -36,6 +36,9 @@ class TransformerCodecConfig(CodecConfig):
     """TinyTransformerCodec: SEANet convs + a bounded-context causal transformer on each side."""
 
     family: ClassVar[str] = "transformer"
+    # caps of the transformer's own size-bearing fields (see CodecConfig.check_limits)
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = LIMITS | {
+        "num_layers": (0, 64), "num_heads": (1, 64), "ff_mult": (1, 16), "context": (1, 4096)}
     C: int = 8
     D: int = 128  # latent and transformer width
     strides: list[int] = field(default_factory=lambda: [2, 4, 5, 6])  # hop 240 = 15 ms at 16 kHz

@@ -1,8 +1,11 @@
 """Checks that turn every malformed checkpoint or weights file into one ``CheckpointError`` line.
 
-A file is checked before anything is built for real: its config builds the model on the ``meta``
-device first (no memory), so a config that asks for billions of parameters is refused by count;
-then every tensor is compared with the model's (missing, unknown, type, shape) and must be finite.
+A file is checked before anything is built: every size-bearing field of its config (depth, widths,
+lists, n_q, codebook size) is compared with its cap first (``CodecConfig.check_limits``: no module
+exists yet, so `decoder_layers=10**6` costs nothing); then the config builds the model on the
+``meta`` device (no memory, a bounded number of modules), so a config that asks for billions of
+parameters is refused by count; then every tensor is compared with the model's (missing, unknown,
+type, shape) and must be finite. Weights files, checkpoints and ``--resume`` all pass here.
 
 Notebook: book/04_training.md (used by ``tinycodec.pretrained`` and ``tinycodec.train.checkpoint``)
 """
@@ -40,13 +43,20 @@ def build_on_meta(family, config, where: str):
         CodecModel: on ``meta``: its ``state_dict()`` gives every expected name and shape.
 
     Raises:
-        CheckpointError: unknown family, unknown or mistyped config field, or too many parameters.
+        CheckpointError: unknown family, a size-bearing field beyond its cap (before any module is
+            built), unknown or mistyped config field, or too many parameters.
     """
-    from tinycodec.models import build_model
+    from tinycodec.models import CONFIG_CLASSES, build_model
 
     if not isinstance(family, str) or not isinstance(config, dict):
         raise CheckpointError(f"{where}: family must be a string and the model config a dict, got "
                               f"{type(family).__name__} and {type(config).__name__}")
+    if family not in CONFIG_CLASSES:
+        raise CheckpointError(f"{where}: unknown model family {family[:40]!r}; choose from {sorted(CONFIG_CLASSES)}")
+    try:
+        CONFIG_CLASSES[family].check_limits(config)
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: model config: {first_line(exc)}") from None
     try:
         with torch.device("meta"):
             model = build_model(family, config)

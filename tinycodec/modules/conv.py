@@ -27,6 +27,7 @@ Notebook: book/02_architecture.md
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -49,14 +50,20 @@ class _ConvTrState(State):
 # Up to this many output frames, depthwise convs use a multiply-and-sum path instead of
 # the grouped-conv kernel, whose fixed per-call cost dominates one-frame streaming.
 FAST_PATH_MAX_FRAMES = 512
-# benchmarks/bench_training.py switches this on to measure the old behaviour (fast path under autograd)
-FAST_PATH_UNDER_AUTOGRAD = False
 
 
 def _exporting() -> bool:
     """Inside an ONNX export or a trace: graphs get the plain conv (unfold of a symbolic length has no
-    ONNX form); the fast path is an eager-mode saving only."""
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    ONNX form); the fast path is an eager-mode saving only. ``torch.onnx`` is asked only once an
+    export has imported it: touching it imports it (tens of ms at every command-line decode)."""
+    onnx = sys.modules.get("torch.onnx")
+    return torch.jit.is_tracing() or (onnx is not None and onnx.is_in_onnx_export())
+
+
+def _recording(weight: Tensor) -> bool:
+    """Autograd records a call with this weight: the multiply-and-sum path saves per-call overhead in
+    inference, but its backward is 5-7x slower than the conv kernel's, so training takes the kernel."""
+    return torch.is_grad_enabled() and weight.requires_grad
 
 
 def causal_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
@@ -130,10 +137,8 @@ class StreamingConv1d(StreamingModule):
         x = torch.cat([state.previous, x], dim=-1) if state.previous.shape[-1] else x
         s = self.stride
         n_frames = max(0, (x.shape[-1] - self.k_eff) // s + 1)
-        # the multiply-and-sum path saves per-call overhead in inference; under autograd its
-        # backward is 5-7x slower than the conv kernel's, so training uses the kernel
-        recording = torch.is_grad_enabled() and self.conv.weight.requires_grad and not FAST_PATH_UNDER_AUTOGRAD
-        if 0 < n_frames <= FAST_PATH_MAX_FRAMES and self._is_depthwise and not recording and not _exporting():
+        fast = self._is_depthwise and not _recording(self.conv.weight) and not _exporting()
+        if 0 < n_frames <= FAST_PATH_MAX_FRAMES and fast:
             y = self._depthwise_few_frames(x, n_frames)
         elif n_frames > 0:
             y = self.conv(x[..., : (n_frames - 1) * s + self.k_eff])
@@ -213,8 +218,8 @@ class StreamingConvTranspose1d(StreamingModule):
         n_out = x.shape[-1] * self.stride
         if x.shape[-1] == 0:
             return x.new_zeros(x.shape[0], self.convtr.out_channels, 0)
-        recording = torch.is_grad_enabled() and self.convtr.weight.requires_grad and not FAST_PATH_UNDER_AUTOGRAD
-        if x.shape[-1] <= FAST_PATH_MAX_FRAMES and self._is_depthwise_multiple and not recording and not _exporting():
+        fast = self._is_depthwise_multiple and not _recording(self.convtr.weight) and not _exporting()
+        if x.shape[-1] <= FAST_PATH_MAX_FRAMES and fast:
             y = self._depthwise_few_frames(x)
         else:
             y = self.convtr(x)  # [B, C_out, (N - 1) * s + k]

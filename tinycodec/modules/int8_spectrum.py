@@ -1,7 +1,7 @@
 """The spectral encoder's frontend in integers: int16 PCM -> int8 log power spectrum.
 
-The int8 reference (:mod:`tinycodec.export.int8`), the int8-exact training encoder
-(:mod:`tinycodec.modules.int8_exact`) and the C firmware (``tc_log_spectrum`` and ``tc_fft_int`` in
+The int8 reference (:mod:`tinycodec.export.int8`, numpy: :func:`log_spectrum`), the int8-exact
+model (:mod:`tinycodec.modules.int8_exact`, torch: :func:`log_spectrum_torch`) and the C firmware (``tc_log_spectrum`` and ``tc_fft_int`` in
 ``firmware/components/tinycodec_encoder/src/tc_spectrum.c``) all compute these integers. Per frame:
 a Q15 Hann window, a radix-2 FFT in int32 with Q30 twiddles (one rounding per butterfly product, no
 scaling: the values grow by at most ``n_fft``), the power in int64 and ``log2`` by the leading bit
@@ -132,3 +132,74 @@ def log_spectrum(x: np.ndarray, n_fft: int, hop: int, affine: tuple[int, int, in
     log2_q = (m << LOG_BITS) + tab["log_lut"][(v >> (m - LOG_LUT_BITS)) - (1 << LOG_LUT_BITS)]
     q = np.clip((a * log2_q + b) >> AFFINE_BITS, -128, 127)
     return q.reshape(*lead, n_out, bins).swapaxes(-1, -2)
+
+
+# -- the same integers in torch (the int8-exact model's inference path) -------------------------
+@lru_cache(maxsize=16)
+def _torch_tables(n_fft: int, device: str = "cpu") -> dict:
+    """:func:`spectrum_tables` as int64 tensors on ``device``; per FFT stage (sub-transforms of
+    length ``h`` merged into ``2 h``) the twiddles ``w_k = tw[k N / 2h]``, ``k < h``, as the two
+    [2, 1, 1, h] factors of a complex product: ``[w_re, w_re]`` and ``[-w_im, w_im]``."""
+    import torch
+
+    tab = spectrum_tables(n_fft)
+    stages, half = [], 1
+    while half < n_fft:
+        wr = torch.from_numpy(tab["tw_re"][:: n_fft // (2 * half)][:half].astype(np.int64))
+        wi = torch.from_numpy(tab["tw_im"][:: n_fft // (2 * half)][:half].astype(np.int64))
+        identity = bool((wr == 1 << TWIDDLE_BITS).all() and (wi == 0).all())  # (b 2**30 + 2**29) >> 30 == b
+        stages.append((torch.stack([wr, wr]).view(2, 1, 1, half).to(device),
+                       torch.stack([-wi, wi]).view(2, 1, 1, half).to(device), identity))
+        half *= 2
+    return {"hann": torch.from_numpy(tab["hann"].astype(np.int64)).to(device), "stages": stages,
+            "rnd": torch.tensor([1 << (TWIDDLE_BITS - 1)], device=device),
+            "log_lut": torch.from_numpy(tab["log_lut"].astype(np.int64)).to(device)}
+
+
+def fft_int_torch(re, im, n_fft: int):
+    """:func:`fft_int` in torch on rows ``re``, ``im`` [M, N] int64: the same butterflies, the same
+    roundings (``(br wr - bi wi + 2**29) >> 30``, ...), hence the same integers.
+
+    The radix-2 decimation in time in Stockham order: after the stage of length ``h`` the rows hold
+    the ``N / h`` sub-transforms of length ``h`` of the decimated sequences ``x[r::N/h]`` as
+    [2, M, N / h, h]; the next stage merges sub-transform ``r`` (even part) with ``r + N / 2h``
+    (odd part): ``E + w O`` and ``E - w O``. No bit reversal and contiguous halves, so every op
+    is a plain elementwise one (the same arithmetic as the in-place order of :func:`fft_int`).
+
+    Returns:
+        tuple: ``re``, ``im`` [M, N] int64.
+    """
+    import torch
+
+    tab = _torch_tables(n_fft, str(re.device))
+    m = re.shape[0]
+    z = torch.stack([re, im]).view(2, m, n_fft, 1)
+    for w_same, w_swap, identity in tab["stages"]:
+        even, odd = z.chunk(2, dim=2)
+        if not identity:  # (o_re w_re - o_im w_im + rnd) >> 30, (o_im w_re + o_re w_im + rnd) >> 30
+            odd = torch.addcmul(tab["rnd"], odd, w_same).addcmul_(odd.flip(0), w_swap).bitwise_right_shift_(
+                TWIDDLE_BITS)
+        z = torch.cat([even + odd, even - odd], dim=-1)
+    return z.view(2, m, n_fft).unbind(0)
+
+
+def log_spectrum_torch(x, n_fft: int, hop: int, affine: tuple[int, int, int]):
+    """:func:`log_spectrum` in torch, time-major: ``x`` [B, P + T] int64 PCM (history first) ->
+    [B, T // hop, n_fft // 2 + 1] int64 values in [-128, 127], equal to the numpy reference's."""
+    import torch
+
+    tab = _torch_tables(n_fft, str(x.device))
+    b_size = x.shape[0]
+    frames = x.unfold(-1, n_fft, hop)  # [B, F, N]
+    n_frames = frames.shape[1]
+    windowed = (frames * tab["hann"]).add_(1 << (HANN_BITS - 1)).bitwise_right_shift_(HANN_BITS)
+    bins = n_fft // 2 + 1
+    re, im = fft_int_torch(windowed.view(-1, n_fft), torch.zeros_like(windowed).view(-1, n_fft), n_fft)
+    floor_int, a, b = affine
+    re, im = re.narrow(1, 0, bins), im.narrow(1, 0, bins)
+    v = (re * re).addcmul_(im, im).add_(floor_int)  # [B F, bins] int64
+    m = torch.log2(v.double()).floor_().long()
+    m -= ((torch.ones_like(m) << m) > v).long()  # float64 may round v up to the next power of two
+    lut = tab["log_lut"][(v >> (m - LOG_LUT_BITS)) - (1 << LOG_LUT_BITS)]
+    q = (((m << LOG_BITS) + lut) * a + b).bitwise_right_shift_(AFFINE_BITS).clamp_(-128, 127)
+    return q.view(b_size, n_frames, bins)

@@ -11,6 +11,7 @@ Notebook: book/03_quantization.md
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -97,7 +98,7 @@ class ResidualVectorQuantizer(nn.Module):
             LongTensor: codes [B, n_q, F].
         """
         residual, codes = z, []
-        for layer in self.layers[: self._check_n_q(n_q)]:
+        for layer in itertools.islice(self.layers, self._check_n_q(n_q)):  # a ModuleList slice builds a module
             idx = layer.encode(residual)
             residual = residual - layer.decode(idx)
             codes.append(idx)

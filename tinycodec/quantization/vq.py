@@ -140,8 +140,12 @@ class EMAVectorQuantizer(nn.Module):
         self.kmeans_iters = kmeans_iters
         self.threshold_ema_dead_code = threshold_ema_dead_code
         self.window_frames = dead_code_window * codebook_size
-        # a random (not zero) start keeps untrained models' codes informative
-        embed = torch.randn(codebook_size, dim)
+        # a random (not zero) start keeps untrained models' codes informative (the same numbers as
+        # torch.randn); on the meta device (size checks) a random fill would run torch's python
+        # decompositions, 0.4 s at every start of the command line, for values that do not exist
+        embed = torch.empty(codebook_size, dim)
+        if embed.device.type != "meta":
+            embed.normal_()
         self.register_buffer("embed", embed)
         self.register_buffer("embed_avg", embed.clone())
         self.register_buffer("cluster_size", torch.ones(codebook_size))

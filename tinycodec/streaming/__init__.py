@@ -6,7 +6,8 @@ Words, one per concept:
 * *streaming state*: what a layer remembers between calls inside ``with model.streaming(B):``
   (``tinycodec.modules.streaming``); a model runs in streaming mode with :func:`run_streaming`;
 * *stream* (this package): the pipeline around a model in streaming mode: sources cut into whole
-  hops (``tinycodec.audio.source``), threads and queues (``pipeline``), packets over TCP (``net``);
+  hops (``tinycodec.audio.source``), threads and queues (``pipeline``), wire packets over TCP (the
+  format in ``protocol``, the device side in ``client``, the batched server in ``net``);
 * *overlap-save*: the stateless alternative, the model run offline on a sliding window
   (:class:`OverlapSave`, :func:`overlap_save`).
 
@@ -14,9 +15,9 @@ Notebook: book/06_streaming.md
 """
 
 from tinycodec.audio.source import HopBuffer, hop_chunks, iter_source
-from tinycodec.streaming.net import StreamServer, loopback, send_file, serve
+from tinycodec.streaming.net import StreamRefused, StreamServer, loopback, send_file, serve
 from tinycodec.streaming.overlap_save import OverlapSave, overlap_save, run_streaming
 from tinycodec.streaming.pipeline import StreamTimeout, stream, stream_to_tensor
 
-__all__ = ["HopBuffer", "OverlapSave", "StreamServer", "StreamTimeout", "hop_chunks", "iter_source", "loopback",
-           "overlap_save", "run_streaming", "send_file", "serve", "stream", "stream_to_tensor"]
+__all__ = ["HopBuffer", "OverlapSave", "StreamRefused", "StreamServer", "StreamTimeout", "hop_chunks", "iter_source",
+           "loopback", "overlap_save", "run_streaming", "send_file", "serve", "stream", "stream_to_tensor"]

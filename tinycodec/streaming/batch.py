@@ -29,7 +29,7 @@ from collections import defaultdict
 import torch
 from torch import Tensor
 
-from tinycodec.modules import State, StreamingModule
+from tinycodec.modules import State
 
 
 def _fields(state: State) -> list[str]:
@@ -94,7 +94,7 @@ class BatchDecoder:
 
     def __init__(self, model) -> None:
         self.model = model
-        self.modules = [m for m in model.decoder.modules() if isinstance(m, StreamingModule)]
+        self.names = list(model.decoder.get_streaming_state())  # the decoder's streaming modules, in order
         self.calls = self.frames = 0
         self._cohorts: dict[tuple, _Cohort] = {}
         self._where: dict[int, _Cohort] = {}
@@ -103,7 +103,7 @@ class BatchDecoder:
     def open(self) -> int:
         """A new stream with a fresh (zero) state, as ``with model.streaming(1)`` starts; its id."""
         sid = next(self._ids)
-        self._add([m._init_streaming_state(1) or State(1) for m in self.modules], [sid])
+        self._add(list(self.model.decoder.initial_streaming_state(1).values()), [sid])
         return sid
 
     def close(self, sid: int) -> None:
@@ -149,14 +149,14 @@ class BatchDecoder:
             whole = rows == list(range(len(cohort.members)))
             states = cohort.states if whole else cohort.take(rows)
             codes = torch.stack([jobs[i][1] for i in members])  # [B, n_q, f]
-            for m, s in zip(self.modules, states):
-                m._streaming_state = s
+            decoder = self.model.decoder
+            idle = decoder.get_streaming_state()
+            decoder.set_streaming_state(dict(zip(self.names, states)))
             try:
                 wav = self.model.decode(codes)[:, 0]  # [B, f * hop]
-                states = [m._streaming_state for m in self.modules]
+                states = list(decoder.get_streaming_state().values())
             finally:
-                for m in self.modules:
-                    m._streaming_state = None
+                decoder.set_streaming_state(idle)
             self.calls += 1
             self.frames += codes.shape[0] * codes.shape[-1]
             self._store(cohort, rows, whole, states)

@@ -20,7 +20,10 @@ Events (dicts):
 - ``{"type": "stats", ...}`` every ``stats_every`` chunks and once at the end
 - ``{"type": "complete", "time_to_first_audio": s, "total_time": s, "rtf": x, ...}``; also
   ``compute_rtf`` (encode + decode seconds per audio second), ``first_chunk_compute_ms`` (the
-  compute part of the time to first audio), ``max_queue_depth``, ``truncated``
+  compute part of the time to first audio), ``max_queue_depth``, ``truncated``, and what the
+  chunks would cost as packets of the loopback protocol (one chunk = one wire packet of
+  ``chunk_frames`` frames, :func:`tinycodec.streaming.protocol.wire_size`): ``wire_bytes``,
+  ``wire_kbps``
 
 Notebook: book/06_streaming.md
 """
@@ -37,6 +40,8 @@ from dataclasses import dataclass, field
 import torch
 
 from tinycodec.audio.source import hop_chunks
+from tinycodec.bitstream import bits_per_code
+from tinycodec.streaming.protocol import wire_size
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +159,8 @@ def stream(model, source, *, n_q: int | None = None, chunk_frames: int = 1, max_
         source: waveform [T] / [1, T] / [1, 1, T], audio file path, or an iterable of chunks of any
             length (buffered into ``chunk_frames * hop_length`` samples by ``HopBuffer``).
         n_q (int | None): quantizers to use (default all).
-        chunk_frames (int): frames per chunk; 1 gives the lowest latency (one hop).
+        chunk_frames (int): frames per chunk, i.e. per packet on a wire; 1 gives the lowest latency
+            (one hop), more frames share one packet's overhead and one call's fixed cost.
         max_duration (float): hard limit in seconds of input audio; the rest is ignored.
         queue_size (int): bound of each queue (chunks); memory is O(queue_size) chunks.
         realtime (bool): pace the input like a microphone (sleep until each chunk "exists").
@@ -195,7 +201,8 @@ def stream(model, source, *, n_q: int | None = None, chunk_frames: int = 1, max_
         for t in threads:
             t.start()
         try:
-            n_chunks = out_samples = 0
+            n_chunks = out_samples = wire_bytes = 0
+            bits = bits_per_code(model.config.codebook_size)
             ttfa = None
             last_progress = time.perf_counter()
             while True:
@@ -213,6 +220,7 @@ def stream(model, source, *, n_q: int | None = None, chunk_frames: int = 1, max_
                 k, codes, wav = item
                 if ttfa is None:
                     ttfa = now - t0
+                wire_bytes += wire_size(codes.shape[-1], codes.shape[1], bits)
                 yield {"type": "codes", "codes": codes, "chunk_num": k}
                 yield {"type": "audio_chunk", "data": wav, "chunk_num": k, "time": now - t0}
                 n_chunks, out_samples = n_chunks + 1, out_samples + wav.numel()
@@ -229,7 +237,8 @@ def stream(model, source, *, n_q: int | None = None, chunk_frames: int = 1, max_
                    "rtf": total / audio_s if audio_s else float("nan"),
                    "compute_rtf": (shared.encode_s + shared.decode_s) / audio_s if audio_s else float("nan"),
                    "audio_seconds": audio_s, "chunks": n_chunks, "truncated": shared.truncated,
-                   "max_queue_depth": dict(shared.max_depth), "first_chunk_compute_ms": dict(shared.first_ms)}
+                   "max_queue_depth": dict(shared.max_depth), "first_chunk_compute_ms": dict(shared.first_ms),
+                   "wire_bytes": wire_bytes, "wire_kbps": 8e-3 * wire_bytes / audio_s if audio_s else float("nan")}
         finally:
             shared.stop.set()  # early close, error or normal end: release both threads
             wait = max(1.0, timeout)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from tinycodec.bitstream import BitstreamError, Packet
-from tinycodec.streaming.protocol import Hello, Limits, ProtocolError, check_packet
+from tinycodec.streaming.protocol import Hello, Limits, ProtocolError, check_packet, unpack_wire, wire_head
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ class Session:
         self.pending_frames = 0
         self.out: list[torch.Tensor] = []
         self.frames_planned = 0  # frames received or concealed so far
+        self.frames_received = 0  # frames that arrived in packets (the client's useful rate)
+        self.frames_out = 0  # frames whose audio is out
+        self.latency_sum, self.latency_max = 0.0, None  # seconds, over frames out (see ``result``)
         self.expected = 0  # next sequence number
         self.last: np.ndarray | None = None  # [n_q, 1] codes of the last good frame
         self.run = 0  # consecutive concealed frames
@@ -68,7 +71,7 @@ class Session:
 
     # -- input ---------------------------------------------------------------------------
     def receive(self, body: bytes) -> bool:
-        """Queue the work of one packet body; True when it was the stream's last packet.
+        """Queue the work of one framed ``Packet`` (hello versions 1-2); True when it was the last.
 
         Raises:
             ProtocolError: a packet that contradicts the hello, a code out of range, a gap longer
@@ -84,22 +87,51 @@ class Session:
             self.stats["late"] += 1
             return False
         check_packet(packet, self.hello, self.codebook_size)
-        lost = packet.seq - self.expected
+        return self._accept(packet.seq - self.expected, packet.codes, packet.last)
+
+    def receive_wire(self, head: bytes, rest: bytes) -> bool:
+        """Queue the work of one wire packet (hello version 3): its 3 header bytes and the rest.
+
+        The 16-bit sequence number is read relative to the next expected one: up to 2**15 ahead
+        is a gap (bounded by ``max_gap_frames``), anything else is a late packet.
+        """
+        seq16, frames, last = wire_head(head)
+        if frames > self.hello.frames_per_packet:
+            raise ProtocolError(f"packet of {frames} frames; the hello said <= {self.hello.frames_per_packet}")
+        try:
+            codes = unpack_wire(head, rest, self.hello.n_q, self.hello.bits)
+        except BitstreamError as exc:
+            self.stats["crc_errors"] += 1
+            logger.debug("%s: dropping damaged packet: %s", self.peer, exc)
+            return False
+        ahead = (seq16 - self.expected) & 0xFFFF
+        if ahead >= 0x8000:
+            self.stats["late"] += 1
+            return False
+        if int(codes.max()) >= self.codebook_size:
+            raise ProtocolError(f"packet {self.expected + ahead} has code {int(codes.max())}, "
+                                f"out of range for codebook_size {self.codebook_size}")
+        return self._accept(ahead, codes, last)
+
+    def _accept(self, lost: int, codes: np.ndarray, last: bool) -> bool:
+        """Queue a checked packet ``lost`` packets after the expected one (conceal the gap first)."""
         gap = lost * self.hello.frames_per_packet
         if gap > self.limits.max_gap_frames:
-            raise ProtocolError(f"sequence jumps from {self.expected} to {packet.seq}: a gap of {gap} frames "
-                                f"(limit {self.limits.max_gap_frames})")
-        if self.frames_planned + gap + packet.frames > self.max_frames:
+            raise ProtocolError(f"sequence jumps from {self.expected} to {self.expected + lost}: a gap of {gap} "
+                                f"frames (limit {self.limits.max_gap_frames})")
+        frames = codes.shape[1]
+        if self.frames_planned + gap + frames > self.max_frames:
             raise ProtocolError(f"stream brings more than the {self.max_frames} frames its hello allows")
         if gap:
             self.stats["lost_packets"] += lost
             self.conceal(gap)
-        self.last, self.run = packet.codes[:, -1:], 0
-        self._push(("codes", packet.codes, None), packet.frames)
+        self.last, self.run = codes[:, -1:], 0
+        self._push(("codes", codes, None), frames)
+        self.frames_received += frames
         self.stats["packets"] += 1
-        self.expected = packet.seq + 1
-        self.seen_last = packet.last
-        return packet.last
+        self.expected += lost + 1
+        self.seen_last = last
+        return last
 
     def conceal(self, frames: int) -> None:
         """Queue ``frames`` concealed frames: decaying repeats of the last good codes, then silence."""
@@ -130,24 +162,45 @@ class Session:
 
     # -- decoding ------------------------------------------------------------------------
     def next_job(self, max_frames: int) -> tuple[torch.Tensor, np.ndarray | None] | None:
-        """The next chunk to decode: (codes LongTensor [n_q, f], gains [f] or None), f <= max_frames.
+        """The next chunk to decode: (codes LongTensor [n_q, f], gains [f] or None).
 
+        Consecutive queued packets are merged (a stream that fell behind catches up in fewer,
+        larger calls), and ``f`` is the largest power of two <= ``max_frames`` that the queue
+        holds, so streams at different backlogs fall into few shapes, each one batched decoder call.
         Silence at the head of the queue is appended to the output here (no decoder needed).
         """
         while self.pending and self.pending[0][0] == "zeros":
             n = self.pending.popleft()[1]
             self.out.append(torch.zeros(n * self.hop))
             self.pending_frames -= n
+            self._out(n)
         if not self.pending:
             self._drained.set()
             return None
-        _, codes, gains = self.pending[0]
-        if codes.shape[1] > max_frames:  # split: the rest stays at the head
-            self.pending[0] = ("codes", codes[:, max_frames:], None if gains is None else gains[max_frames:])
-            codes, gains = codes[:, :max_frames], None if gains is None else gains[:max_frames]
+        avail = 0
+        for item in self.pending:
+            if item[0] != "codes" or avail >= max_frames:
+                break
+            avail += item[1].shape[1]
+        f = 1 << (min(avail, max_frames).bit_length() - 1)
+        parts, gains = [], []
+        while f:
+            _, codes, g = self.pending[0]
+            take = min(f, codes.shape[1])
+            if take < codes.shape[1]:  # split: the rest stays at the head
+                self.pending[0] = ("codes", codes[:, take:], None if g is None else g[take:])
+                codes, g = codes[:, :take], None if g is None else g[:take]
+            else:
+                self.pending.popleft()
+            parts.append(codes)
+            gains.append(g)
+            f -= take
+        codes = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        if all(g is None for g in gains):
+            gain = None
         else:
-            self.pending.popleft()
-        return torch.from_numpy(np.ascontiguousarray(codes)), gains
+            gain = np.concatenate([np.ones(c.shape[1], np.float32) if g is None else g for c, g in zip(parts, gains)])
+        return torch.from_numpy(np.ascontiguousarray(codes)), gain
 
     def deliver(self, wav: torch.Tensor, gains: np.ndarray | None) -> None:
         """Audio [f * hop] of the chunk ``next_job`` handed out."""
@@ -155,10 +208,20 @@ class Session:
             wav = wav * torch.from_numpy(gains).repeat_interleave(self.hop)
         self.out.append(wav)
         self.pending_frames -= wav.numel() // self.hop
+        self._out(wav.numel() // self.hop)
         if self.ttfa is None:
             self.ttfa = time.perf_counter() - self.t0
         if not self.pending:
             self._drained.set()
+
+    def _out(self, n: int) -> None:
+        """Account ``n`` frames out: frame k of a real-time client exists ``(k + 1) * hop`` after its
+        hello, its audio leaves the decoder ``delay`` samples later, and it is out now."""
+        frame_s = self.hop / self.sample_rate
+        first = time.perf_counter() - self.t0 + self.delay / self.sample_rate - (self.frames_out + 1) * frame_s
+        self.latency_max = first if self.latency_max is None else max(self.latency_max, first)
+        self.latency_sum += n * first - frame_s * n * (n - 1) / 2  # frames k..k+n-1 are 0..n-1 hops younger
+        self.frames_out += n
 
     def abandon(self, reason: str) -> None:
         """Drop the queued work (the decoder failed): the stream ends with ``reason``."""
@@ -177,7 +240,11 @@ class Session:
     def result(self) -> dict:
         """``wav`` (Tensor [T]), ``sample_rate``, ``packets``, ``lost_packets``, ``crc_errors``, ``late``,
         ``concealed_frames``, ``concealed_spans`` ((first frame, frames) each), ``time_to_first_audio``,
-        ``total_time``, ``error`` (None, or why the stream was cut) and ``peer``."""
+        ``total_time``, ``error`` (None, or why the stream was cut), ``peer``, ``frames_per_packet``,
+        ``started`` (``time.perf_counter()`` at the hello), and
+        ``latency_mean`` / ``latency_max``: seconds from a frame's last sample to its audio out, for a
+        client that records in real time from its hello on (waiting for the packet to fill, encoding,
+        transport, queueing, decoding and the decoder's delay)."""
         wav = torch.cat(self.out) if self.out else torch.zeros(0)
         if self.delay:  # aligned with the input; its last ``delay`` samples never left the decoder
             wav = torch.cat([wav[self.delay:], wav.new_zeros(min(self.delay, wav.numel()))])
@@ -185,4 +252,7 @@ class Session:
             wav = wav[: self.hello.total]
         return dict(wav=wav, sample_rate=self.sample_rate, concealed_frames=self.concealed,
                     concealed_spans=list(self.spans), time_to_first_audio=self.ttfa,
-                    total_time=time.perf_counter() - self.t0, error=self.error, peer=self.peer, **self.stats)
+                    total_time=time.perf_counter() - self.t0, error=self.error, peer=self.peer,
+                    frames_per_packet=self.hello.frames_per_packet, started=self.t0,
+                    latency_mean=self.latency_sum / self.frames_out if self.frames_out else None,
+                    latency_max=self.latency_max, **self.stats)

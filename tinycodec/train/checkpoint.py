@@ -123,7 +123,35 @@ def check_resumable(ckpt: dict, path: str | Path):
     rng = ckpt["rng"]
     if not isinstance(rng, dict) or not {"torch", "numpy", "python", "sampler"} <= set(rng):
         raise CheckpointError(f"{path}: cannot resume: the RNG state is incomplete")
+    for key in ("opt_g", "opt_d", "sched_g", "sched_d"):
+        if not isinstance(ckpt[key], dict):
+            raise CheckpointError(f"{path}: cannot resume: {key} must be a dict, got {type(ckpt[key]).__name__}")
+    if not isinstance(ckpt["best_val"], (int, float)) or isinstance(ckpt["best_val"], bool):
+        raise CheckpointError(f"{path}: cannot resume: best_val must be a number, got {type(ckpt['best_val']).__name__}")
+    check_history(ckpt["history"], path)
     return cfg
+
+
+HISTORY_KEYS = ("step", "val_step", "val_mel_distance")  # the entries every run has (loss terms may be missing)
+
+
+def check_history(history, path: str | Path) -> None:
+    """A checkpoint's ``history``: a dict of lists of numbers, with ``HISTORY_KEYS`` among them.
+
+    Raises:
+        CheckpointError: one line naming what is wrong.
+    """
+    if not isinstance(history, dict):
+        raise CheckpointError(f"{path}: cannot resume: history must be a dict of lists, got {type(history).__name__}")
+    missing = [k for k in HISTORY_KEYS if k not in history]
+    if missing:
+        raise CheckpointError(f"{path}: cannot resume: history lacks {missing}")
+    for key, values in history.items():
+        if not isinstance(key, str) or not isinstance(values, list):
+            raise CheckpointError(f"{path}: cannot resume: history[{str(key)[:40]!r}] must be a list, "
+                                  f"got {type(values).__name__}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise CheckpointError(f"{path}: cannot resume: history[{key[:40]!r}] holds something other than numbers")
 
 
 def resume_config(given: dict, path: str | Path):
@@ -231,7 +259,8 @@ def describe_mismatch(ckpt: dict, family: str, model_config: dict, preset: str |
 
 
 class CheckpointManager:
-    """Writes ``step_XXXXXXXX.pt`` keeping the last ``keep_last`` this run wrote (by step), plus ``best.pt``.
+    """Writes ``step_XXXXXXXX.pt`` keeping the last ``keep_last`` this run wrote (by step), plus ``best.pt``
+    and the one :meth:`protect` names.
 
     Args:
         directory: checkpoint folder.
@@ -243,7 +272,13 @@ class CheckpointManager:
         # the step checkpoints this run wrote, by step: pruning never touches another run's files in
         # the same folder (a later run's higher steps must not make this run delete its own)
         self.written: dict[int, Path] = {}
+        self.kept: Path | None = None  # never pruned (the last checkpoint known good, see protect)
         remove_stale_temporaries(self.directory)
+
+    def protect(self, path: str | Path | None) -> None:
+        """Keep ``path`` however many newer checkpoints follow (until another path is protected):
+        the last checkpoint a divergence message may name must still exist."""
+        self.kept = None if path is None else Path(path)
 
     def path_for(self, step: int) -> Path:
         return self.directory / f"step_{step:08d}.pt"
@@ -254,7 +289,8 @@ class CheckpointManager:
             atomic_save(ckpt, self.directory / "best.pt")
         self.written[int(ckpt["step"])] = path
         for step in sorted(self.written)[: -self.keep_last]:
-            self.written.pop(step).unlink(missing_ok=True)
+            if self.written[step] != self.kept:
+                self.written.pop(step).unlink(missing_ok=True)
         return path
 
     def save_best(self, ckpt: dict) -> Path:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tinycodec.train.discriminators import DiscriminatorConfig
 from tinycodec.train.losses import LossWeights
 
-__all__ = ["MODEL_DEFINING_FIELDS", "RESUME_SAFE", "TrainConfig", "model_families", "resolve_config_for_resume", "resolve_model_config"]
+__all__ = ["MODEL_DEFINING_FIELDS", "RESOURCE_LIMITS", "RESUME_SAFE", "RUN_PATHS", "TrainConfig", "model_families", "resolve_config_for_resume", "resolve_model_config"]
 
 # the preset a bare `--model FAMILY` trains; a family is trainable once tinycodec.models registers it
 DEFAULT_PRESET = {"tinystream": "ultra_tiny", "soundstream": "soundstream_tiny", "transformer": "transformer_tiny"}
@@ -24,6 +25,25 @@ MODEL_DEFINING_FIELDS = ("model", "preset", *MODEL_FIELDS, "model_overrides", "e
 # change float rounding). Every other field given with --resume must equal the checkpoint's.
 RESUME_SAFE = ("max_steps", "num_epochs", "resume", "device", "num_workers", "num_threads", "progress",
                "log_interval", "val_interval", "save_interval", "keep_last", "checkpoint_dir", "log_dir")
+# where a run writes: from the command line, else beside the resumed checkpoint, never from a checkpoint's
+# own config (a file must not choose the folders a run writes to)
+RUN_PATHS = ("checkpoint_dir", "log_dir")
+# caps on the fields that size a run's memory and time (a config from a checkpoint is a claim, like a
+# model config: `batch_size=10**9` would try to allocate tens of GB before any error)
+RESOURCE_LIMITS: dict[str, tuple[int, int]] = {  # field: (smallest, largest)
+    "batch_size": (1, 4096), "val_clips": (1, 1024), "num_workers": (0, 64), "num_threads": (1, 256),
+    "keep_last": (1, 10_000), "max_bad_steps": (1, 10_000),
+    "log_interval": (1, 10**9), "val_interval": (1, 10**9), "save_interval": (1, 10**9),  # (0 would divide by zero)
+}
+MAX_CROP_SECONDS = 60.0  # audio_length, val_length
+MAX_BATCH_SECONDS = 1024.0  # batch_size x audio_length, and val_clips x val_length (one forward pass)
+# the discriminators' size-bearing fields (a checkpoint's DiscriminatorConfig is built on resume)
+DISC_LIMITS: dict[str, tuple[int, int]] = {
+    "wave_scales": (0, 8), "wave_channels": (1, 1024), "wave_max_channels": (1, 4096), "wave_downsample_layers": (0, 8),
+    "stft_n_fft": (2, 1 << 14), "stft_hop_length": (1, 1 << 14), "stft_channels": (1, 1024),
+    "period_channels": (1, 1024), "period_max_channels": (1, 4096),
+}
+DISC_LIST_LIMITS = {"stft_n_ffts": (8, 2, 1 << 14), "periods": (16, 1, 1024)}  # (entries, smallest, largest)
 
 
 @dataclass
@@ -78,6 +98,9 @@ class TrainConfig:
     # GAN-TTS's random-window discriminators); 0: the whole crop. The 2-D STFT discriminators dominate
     # a CPU step, and their cost is proportional to the audio they see.
     disc_window: float = 0.0
+    # chance of each effect (level, EQ, room, noise) per training clip, 0: none
+    # (tinycodec.train.augment; the clip is both the input and the target)
+    augment: float = 0.0
     weights: LossWeights = field(default_factory=LossWeights)
     disc: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     # schedule
@@ -110,17 +133,41 @@ class TrainConfig:
         if isinstance(self.disc, dict):
             self.disc = DiscriminatorConfig(**self.disc)
         self.betas = tuple(self.betas)
+        if len(self.frozen_levels) > 64:  # (checked before its entries are read)
+            raise ValueError(f"frozen_levels has {len(self.frozen_levels)} entries, above its cap of 64")
         self.frozen_levels = tuple(int(n) for n in self.frozen_levels)
         if self.frozen_levels and (not self.freeze_encoder or min(self.frozen_levels) < 1):
             raise ValueError(f"frozen_levels {list(self.frozen_levels)} needs freeze_encoder and levels >= 1")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.batch_size < 1 or self.audio_length <= 0:
-            raise ValueError("batch_size must be >= 1 and audio_length > 0")
+        self.check_resources()
+        if not 0.0 <= self.augment <= 1.0:
+            raise ValueError(f"augment is a probability in [0, 1], got {self.augment}")
         if not 0 <= self.disc_window <= self.audio_length:
             raise ValueError(f"disc_window must lie in 0..audio_length ({self.audio_length} s), got {self.disc_window}")
         if self.max_steps is None and self.num_epochs is None:
             raise ValueError("set max_steps or num_epochs")
+
+    def check_resources(self) -> None:
+        """Check the fields that size the run's memory and time against their caps (``RESOURCE_LIMITS``,
+        ``MAX_CROP_SECONDS``, ``MAX_BATCH_SECONDS``, ``DISC_LIMITS``).
+
+        Raises:
+            ValueError: one line naming the field, its value and the cap.
+        """
+        from tinycodec.models.config import _shown, check_caps
+
+        check_caps(vars(self), RESOURCE_LIMITS)
+        for name in ("audio_length", "val_length"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= MAX_CROP_SECONDS:
+                raise ValueError(f"{name}={_shown(value)} s must lie in (0, {MAX_CROP_SECONDS:g}] s")
+        for clips, length, name in ((self.batch_size, self.audio_length, "batch_size x audio_length"),
+                                    (self.val_clips, self.val_length, "val_clips x val_length")):
+            if clips * length > MAX_BATCH_SECONDS:
+                raise ValueError(f"{name} = {clips} x {length:g} s = {clips * length:g} s of audio per pass is above "
+                                 f"its cap of {MAX_BATCH_SECONDS:g} s")
+        check_caps(asdict(self.disc), DISC_LIMITS, DISC_LIST_LIMITS)
 
     def to_dict(self) -> dict:
         """Plain dict (ints, floats, strings, lists, dicts): safe for ``torch.load(weights_only=True)``."""
@@ -154,6 +201,10 @@ class TrainConfig:
 def resolve_config_for_resume(stored: TrainConfig, given: dict[str, Any], resume: str) -> TrainConfig:
     """The run a checkpoint continues: its stored config, with the given fields of ``RESUME_SAFE``.
 
+    The folders the run writes to (``RUN_PATHS``) never come from the checkpoint: they are the given
+    ones, else beside the checkpoint (``checkpoint_dir`` its folder, ``log_dir`` a ``runs`` folder in it;
+    none when the run logged no TensorBoard).
+
     Args:
         stored: the checkpoint's whole ``TrainConfig``.
         given: fields set explicitly with ``--resume`` (``TrainConfig.given_args``).
@@ -174,7 +225,9 @@ def resolve_config_for_resume(stored: TrainConfig, given: dict[str, Any], resume
         raise ValueError(f"--resume {resume} continues that run; these flags would change it: {', '.join(changed)}. "
                          f"Only {', '.join('--' + k for k in RESUME_SAFE if k != 'resume')} may change on resume; "
                          "start a new run to change the others")
-    return TrainConfig.from_dict(stored.to_dict() | given | {"resume": resume})
+    beside = Path(resume).parent
+    paths = {"checkpoint_dir": str(beside), "log_dir": None if stored.log_dir is None else str(beside / "runs")}
+    return TrainConfig.from_dict(stored.to_dict() | paths | given | {"resume": resume})
 
 
 def model_families() -> list[str]:

@@ -1,4 +1,4 @@
-"""Discriminators for adversarial codec training: multi-scale waveform and complex STFT.
+"""Discriminators for adversarial codec training: multi-scale waveform, multi-period and complex STFT.
 
 Each discriminator maps audio to ``(logits, features)``: ``logits`` is one score map per
 sub-discriminator (higher = "real"), ``features`` the intermediate activations that the
@@ -8,6 +8,7 @@ feature-matching loss compares between real and decoded audio.
                    +-> avgpool 2x -> WaveDiscriminator -> ...
                    +-> avgpool 4x -> WaveDiscriminator -> ...
                    +-> |STFT| (real, imag) -> 2-D conv stack -> logits [B, 1, F', T'] + feature maps
+                   +-> fold every p samples (p = 2, 3, 5, 7, 11) -> (k x 1) 2-D convs -> logits + features
 
 Notebook: book/04_training.md
 """
@@ -22,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
-__all__ = ["DiscriminatorConfig", "WaveDiscriminator", "MultiScaleWaveDiscriminator", "STFTDiscriminator",
-           "Discriminator"]
+__all__ = ["DiscriminatorConfig", "WaveDiscriminator", "MultiScaleWaveDiscriminator", "PeriodDiscriminator",
+           "MultiPeriodDiscriminator", "STFTDiscriminator", "Discriminator"]
 
 DiscOutput = tuple[list[Tensor], list[list[Tensor]]]  # (logits per sub-discriminator, features per one)
 
@@ -43,6 +44,11 @@ class DiscriminatorConfig:
     stft_n_ffts: list[int] = field(default_factory=list)
     use_wave: bool = True
     use_stft: bool = True
+    # multi-period (HiFi-GAN): one 2-D discriminator per period on the waveform folded every p samples;
+    # empty: none. Periodic structure (pitch harmonics, their phase) is what it judges.
+    periods: list[int] = field(default_factory=list)
+    period_channels: int = 16  # first layer; x2 per strided layer
+    period_max_channels: int = 128
 
 
 class WaveDiscriminator(nn.Module):
@@ -100,6 +106,70 @@ class MultiScaleWaveDiscriminator(nn.Module):
             if i:
                 x = self.pool(x)  # scale i sees the signal low-passed and decimated by 2**i
             out, feats = disc(x)
+            logits.append(out)
+            features.append(feats)
+        return logits, features
+
+
+class PeriodDiscriminator(nn.Module):
+    """A 2-D conv discriminator on the waveform folded into rows of ``period`` samples.
+
+    Folding ``[B, 1, T]`` to ``[B, 1, T / p, p]`` puts samples ``p`` apart in one column, so the
+    ``(k x 1)`` kernels compare each sample with the ones a period earlier and later: a voice's
+    pitch pulses line up when ``p`` is near a multiple of the pitch period, and a decoder whose
+    harmonics drift in phase from pulse to pulse is told apart from speech.
+
+    Args:
+        period (int): samples per row (prime periods overlap least: 2, 3, 5, 7, 11).
+        channels (int): channels of the first conv; doubled per strided layer up to ``max_channels``.
+        max_channels (int): channel cap.
+        layers (int): stride-3 convs along time.
+    """
+
+    def __init__(self, period: int, channels: int = 16, max_channels: int = 128, layers: int = 4) -> None:
+        super().__init__()
+        if period < 1:
+            raise ValueError(f"period must be >= 1, got {period}")
+        self.period = period
+        convs, c_in, c = [], 1, channels
+        for _ in range(layers):
+            convs.append(weight_norm(nn.Conv2d(c_in, c, (5, 1), stride=(3, 1), padding=(2, 0))))
+            c_in, c = c, min(c * 2, max_channels)
+        convs.append(weight_norm(nn.Conv2d(c_in, c_in, (5, 1), padding=(2, 0))))
+        self.convs = nn.ModuleList(convs)
+        self.head = weight_norm(nn.Conv2d(c_in, 1, (3, 1), padding=(1, 0)))
+
+    def forward(self, wav: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Args: wav (Tensor): [B, 1, T]. Returns: logits [B, 1, T' , period], feature maps."""
+        b, c, t = wav.shape
+        pad = -t % self.period
+        if pad:  # reflect the tail so the last row is whole (zeros would be an easy "fake" cue)
+            wav = F.pad(wav, (0, pad), mode="reflect" if pad < t else "replicate")
+        x = wav.view(b, c, -1, self.period)
+        features = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.2)
+            features.append(x)
+        return self.head(x), features
+
+
+class MultiPeriodDiscriminator(nn.Module):
+    """One :class:`PeriodDiscriminator` per period.
+
+    Args:
+        periods (list[int]): the periods, e.g. ``[2, 3, 5, 7, 11]``.
+        **kwargs: sizes passed to :class:`PeriodDiscriminator`.
+    """
+
+    def __init__(self, periods: list[int], **kwargs) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(PeriodDiscriminator(int(p), **kwargs) for p in periods)
+
+    def forward(self, wav: Tensor) -> DiscOutput:
+        """Args: wav (Tensor): [B, 1, T]. Returns: (logits list, feature-map lists), one per period."""
+        logits, features = [], []
+        for disc in self.discriminators:
+            out, feats = disc(wav)
             logits.append(out)
             features.append(feats)
         return logits, features
@@ -188,8 +258,8 @@ class Discriminator(nn.Module):
         self.config = config = config or DiscriminatorConfig()
         n_fft = config.stft_n_fft or 2 ** round(math.log2(1024 * sample_rate / 24000))  # same window in ms
         hop = config.stft_hop_length or n_fft // 4
-        if not (config.use_wave or config.use_stft):
-            raise ValueError("enable at least one discriminator (use_wave or use_stft)")
+        if not (config.use_wave or config.use_stft or config.periods):
+            raise ValueError("enable at least one discriminator (use_wave, use_stft or periods)")
         self.wave = MultiScaleWaveDiscriminator(
             config.wave_scales, channels=config.wave_channels, max_channels=config.wave_max_channels,
             downsample_layers=config.wave_downsample_layers) if config.use_wave else None
@@ -200,6 +270,9 @@ class Discriminator(nn.Module):
                                       for n in config.stft_n_ffts)
         else:
             self.stft = STFTDiscriminator(n_fft, hop, config.stft_channels)
+        self.period = MultiPeriodDiscriminator(
+            config.periods, channels=config.period_channels,
+            max_channels=config.period_max_channels) if config.periods else None
 
     def forward(self, wav: Tensor) -> DiscOutput:
         """Args: wav (Tensor): [B, 1, T] float in [-1, 1].
@@ -210,7 +283,7 @@ class Discriminator(nn.Module):
         """
         logits, features = [], []
         stft = list(self.stft) if isinstance(self.stft, nn.ModuleList) else [self.stft]
-        for disc in (self.wave, *stft):
+        for disc in (self.wave, *stft, self.period):
             if disc is not None:
                 out, feats = disc(wav)
                 logits += out

@@ -25,11 +25,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from tinycodec.models.validate import first_line
 from tinycodec.train import distributed as ddp
+from tinycodec.train.augment import augment, step_generator
 from tinycodec.train.checkpoint import (
     FORMAT,
     VERSION,
+    CheckpointError,
     CheckpointManager,
+    check_resumable,
     describe_mismatch,
     read_checkpoint,
     rng_state,
@@ -135,16 +139,18 @@ class Trainer:
         self.config = cfg = TrainConfig.from_dict(config.to_dict())
         self.info, self.device = ddp.setup(cfg.device)
         ckpt = read_checkpoint(cfg.resume) if cfg.resume else None
+        # the whole training state checked (train config, discriminator, history) before anything is built
+        stored = check_resumable(ckpt, cfg.resume) if ckpt is not None else None
         if ckpt is not None and cfg.model is None and cfg.preset is None:
             family, model_config = ckpt["family"], dict(ckpt["model_config"])  # resume "as it was"
-            cfg.model, cfg.preset = family, ckpt["train_config"].get("preset")
+            cfg.model, cfg.preset = family, stored.preset
         else:
             mc = resolve_model_config(cfg)
             family, model_config = mc.family, asdict(mc)
             if ckpt is not None and (msg := describe_mismatch(ckpt, family, model_config, cfg.preset)):
                 raise ValueError(f"cannot resume from {cfg.resume}: {msg}")
-        if ckpt is not None:  # the discriminators must match the saved ones too
-            cfg.disc = DiscriminatorConfig(**ckpt["train_config"]["disc"])
+        if stored is not None:  # the discriminators must match the saved ones too
+            cfg.disc = DiscriminatorConfig(**asdict(stored.disc))
         torch.manual_seed(cfg.seed)
         if ckpt is None and cfg.init:
             family, model_config, init_state = init_from(cfg)
@@ -198,9 +204,13 @@ class Trainer:
                             self.device, cfg.compile)
         self.disc_train = ddp.wrap(self.disc, self.info, self.device, cfg.compile)
         self.manager = CheckpointManager(cfg.checkpoint_dir, cfg.keep_last)
+        # divergence bookkeeping (see _confirm): the newest checkpoint a finite step has run from, the
+        # newest one saved since (not yet run from), and one a non-finite step followed straight away
+        self.last_good: str | None = None
+        self.unconfirmed: str | None = cfg.resume
+        self.suspect: str | None = None
         self.logger = TrainLogger(cfg.log_dir if self.info.is_main else None, sr)
         self._stop: int | None = None
-        self.shared_disc_forward = True  # one discriminator forward per step (False: the old two, for benchmarks)
 
     # -- state -----------------------------------------------------------------------
     def state(self) -> dict:
@@ -216,26 +226,91 @@ class Trainer:
         }
 
     def _load(self, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        self.disc.load_state_dict(ckpt["discriminator"])
-        self.opt_g.load_state_dict(ckpt["opt_g"])
-        self.opt_d.load_state_dict(ckpt["opt_d"])
-        self.sched_g.load_state_dict(ckpt["sched_g"])
-        self.sched_d.load_state_dict(ckpt["sched_d"])
-        self.step, self.best_val = int(ckpt["step"]), float(ckpt["best_val"])
+        try:  # check_resumable checked the types; what only loading can tell (optimiser groups, RNG) is one line too
+            self.model.load_state_dict(ckpt["model"])
+            self.disc.load_state_dict(ckpt["discriminator"])
+            self.opt_g.load_state_dict(ckpt["opt_g"])
+            self.opt_d.load_state_dict(ckpt["opt_d"])
+            self.sched_g.load_state_dict(ckpt["sched_g"])
+            self.sched_d.load_state_dict(ckpt["sched_d"])
+            set_rng_state(ckpt["rng"])
+            self.step, self.best_val = int(ckpt["step"]), float(ckpt["best_val"])
+            self.sampler.load_state(ckpt["rng"]["sampler"], self.step)
+        except Exception as exc:  # noqa: BLE001 - KeyError, TypeError, ValueError, RuntimeError from torch/numpy
+            raise CheckpointError(f"{self.config.resume}: cannot resume: its training state does not load "
+                                  f"({type(exc).__name__}: {first_line(exc)})") from None
         self.history = {k: list(v) for k, v in ckpt["history"].items()}
         for k in LOSS_KEYS:  # a checkpoint from before a loss term existed: NaN where it was not logged
             self.history.setdefault(k, [math.nan] * len(self.history["step"]))
-        set_rng_state(ckpt["rng"])
-        self.sampler.load_state(ckpt["rng"]["sampler"], self.step)
         log.info("resumed from %s at step %d", self.config.resume, self.step)
 
-    def save(self, best: bool = False) -> str | None:
+    def save(self, best: bool = False, step_finite: bool = True) -> str | None:
+        """Write a step checkpoint (and ``best.pt`` when ``best``); returns its path, or ``None`` when
+        nothing was written: not the main process, or the step just run was skipped (``step_finite``
+        False) or the state holds a non-finite value (a checkpoint must hold a model worth resuming)."""
         if not self.info.is_main:
             return None
-        return str(self.manager.save(self.state(), best=best))
+        if not step_finite:
+            log.warning("no checkpoint at step %d: the step was skipped (non-finite loss or gradient)", self.step)
+            return None
+        if (bad := self.nonfinite()) is not None:
+            log.warning("no checkpoint at step %d: non-finite values in %s", self.step, bad)
+            return None
+        path = str(self.manager.save(self.state(), best=best))
+        self.unconfirmed = path
+        return path
+
+    def nonfinite(self) -> str | None:
+        """The name of the first non-finite tensor of the training state (weights, buffers, Adam's
+        moments), or ``None`` when all are finite."""
+        for part, state in (("model", self.model.state_dict()), ("discriminator", self.disc.state_dict())):
+            for name, t in state.items():
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    return f"{part}.{name}"
+        for part, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            for moments in opt.state.values():
+                for name, t in moments.items():
+                    if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                        return f"{part}.{name}"
+        return None
+
+    def _confirm(self, finite: bool) -> None:
+        """Judge the newest checkpoint by the step run from its weights. An update can leave finite but
+        ruined weights (at lr 1e8 every weight moves by about 1e8 in the very first step): only a finite
+        loss computed with them makes a checkpoint good. The last good one is never pruned."""
+        if self.unconfirmed is None:
+            return
+        if finite:
+            self.last_good, self.suspect = self.unconfirmed, None
+            self.manager.protect(self.last_good)
+        else:
+            self.suspect = self.unconfirmed
+        self.unconfirmed = None
+
+    def divergence_advice(self) -> str:
+        """What to resume from after a divergence: the last good checkpoint, if it still exists."""
+        if self.last_good is not None and Path(self.last_good).is_file():
+            advice = f"the last good checkpoint is {self.last_good}: resume from it with a lower --g_lr/--d_lr"
+        elif self.last_good is not None:
+            advice = (f"the last good checkpoint, {self.last_good}, no longer exists: start again with a lower "
+                      "--g_lr/--d_lr")
+        else:
+            advice = "no checkpoint of this run is known good: start again with a lower --g_lr/--d_lr"
+        if self.suspect is not None:
+            advice += f" ({self.suspect} was saved just before the first non-finite step: do not resume from it)"
+        return advice + ", or check the data"
 
     # -- steps -----------------------------------------------------------------------
+    @property
+    def one_disc_forward(self) -> bool:
+        """Whether one discriminator forward on ``[real; fake]`` serves both players in :meth:`train_step`.
+
+        It keeps the generator's graph for a second backward: not under DDP (the discriminator's reducer
+        wants its own forward) nor torch.compile (donated buffers), which take two forwards instead. Both
+        paths give the same losses and gradients (``tests/test_train_discriminators.py``).
+        """
+        return not self.info.enabled and not self.config.compile
+
     def train_step(self, wav: Tensor) -> dict[str, float] | None:
         """One generator (+ discriminator) update; ``None`` when the step was skipped (non-finite)."""
         cfg, w = self.config, self.config.weights
@@ -251,10 +326,8 @@ class Trainer:
             losses["complex"] = self.complex_loss(wav, recon)
         if adversarial:  # what the discriminators see: a random window of both, or all of it
             wav, recon = self.disc_window(wav, recon)
-        # one shared forward needs the generator graph kept for a second backward: not under DDP
-        # (the discriminator's reducer wants its own forward) nor torch.compile (donated buffers)
         B, d_loss = wav.shape[0], None
-        one_pass = adversarial and not self.info.enabled and not cfg.compile and self.shared_disc_forward
+        one_pass = adversarial and self.one_disc_forward
         if one_pass:
             # one discriminator forward on [real; fake] serves both players: the generator's
             # backward below reaches only generator weights, the discriminator's only its own
@@ -319,13 +392,14 @@ class Trainer:
                 b.copy_(saved)
         self.bad_in_row += 1
         self.skipped += 1
+        self._confirm(False)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
         log.warning("step %d: non-finite loss or gradient (%s); step skipped (%d/%d in a row)",
                     self.step, shown, self.bad_in_row, self.config.max_bad_steps)
         if self.bad_in_row >= self.config.max_bad_steps:
             raise RuntimeError(
                 f"training diverged: {self.bad_in_row} non-finite steps in a row at step {self.step} ({shown}); "
-                "lower --g_lr/--d_lr, check the data, or resume from an earlier checkpoint")
+                + self.divergence_advice())
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -376,25 +450,29 @@ class Trainer:
                 self.validate()  # step 0: the untrained model's distance, the baseline of the run
             while self.step < self.total_steps:
                 wav = next(batches).to(self.device, non_blocking=True)
+                if cfg.augment:  # a function of the seed and the step: a resumed run augments the same
+                    wav = augment(wav, cfg.augment, step_generator(cfg.seed, self.step), self.model.sample_rate)
                 out = self.train_step(wav)
                 self.step += 1
+                if out is not None:
+                    self._confirm(True)
                 bar.update(1)
                 if out is not None and (self.step % cfg.log_interval == 0 or self.step == self.total_steps):
                     self._log(ddp.mean_over_ranks(out, self.device, self.info), bar)
                 stop = ddp.all_reduce_flag(self._stop is not None, self.device, self.info)
                 if self.info.is_main and (self.step % cfg.val_interval == 0 or self.step == self.total_steps):
                     dist = self.validate()
-                    if dist < self.best_val:
+                    if dist < self.best_val and out is not None and self.nonfinite() is None:
                         self.best_val = dist
                         result.best_checkpoint = str(self.manager.save_best(self.state()))
                 if stop:
                     result.interrupted, result.signal = True, self._stop
-                    result.checkpoint = self.save()
+                    result.checkpoint = self.save(step_finite=out is not None) or result.checkpoint
                     log.warning("interrupted at step %d; checkpoint %s (continue with --resume)", self.step,
                                 result.checkpoint)
                     break
                 if self.step % cfg.save_interval == 0 or self.step == self.total_steps:
-                    result.checkpoint = self.save()
+                    result.checkpoint = self.save(step_finite=out is not None) or result.checkpoint
         finally:
             bar.close()
             self.logger.close()

@@ -1,15 +1,18 @@
-"""One deployed encoder: turn a trained TinyStream into a model whose encoder *is* the int8 firmware.
+"""Make a TinyStream's encoder the int8 firmware: prepare the int8-exact model, then snap it to its grids.
 
-    model (float)  --prepare_int8_model-->  model (encoder_int8=True)  --train (QAT, short)-->
-                   --snap_codebooks-->  deployed: model.encode == Int8Encoder.encode == the C encoder
+    model (float)  --prepare_int8_model-->  model (encoder_int8=True)  --train (QAT: tinycodec train --init)-->
+                   --snap_to_grid-->  deployed: model.encode == Int8Encoder.encode == the C encoder
 
 ``prepare_int8_model`` equalizes the encoder's channel ranges (same float function), calibrates the
 power-of-two exponents on real audio with :func:`tinycodec.export.int8_quantize.quantize_encoder`,
 and builds the same architecture with :class:`~tinycodec.modules.int8_exact.Int8ExactEncoder`, which
-computes exactly that integer arithmetic. Fine-tuning it (``tinycodec train --init``) teaches the
-weights, the codebooks and the decoder the integer encoder's codes; ``snap_codebooks`` puts the
-codebooks on their int8 grid, after which :func:`int8_encoder_of` reads the firmware's tables off
-the model with nothing left to calibrate, and every code the model emits is the device's.
+computes exactly that integer arithmetic (SEANet or FFT-frontend encoders alike). This module does not
+train: fine-tuning the prepared model (``tinycodec train --init``) teaches the weights, the codebooks
+and the decoder the integer encoder's codes. ``snap_codebooks`` puts the codebooks on their int8 grid
+and ``snap_to_grid`` the encoder's weights too, after which
+:func:`~tinycodec.export.int8_quantize.int8_encoder_of` reads the firmware's tables off the model with
+nothing left to calibrate, and every code the model emits is the device's. What a listener hears from
+the two arithmetics: :func:`tinycodec.eval.int8_quality.path_quality`.
 
 Notebook: book/07_deployment.md
 """
@@ -86,57 +89,12 @@ def snap_to_grid(model) -> None:
     does not change; a copy in float32, or float16 for the weights, reproduces it exactly."""
     enc = model.encoder
     for i, layer in enumerate(enc.graph):
-        if layer["conv"] is None:
+        if layer.conv is None:
             continue
-        conv, e_w = layer["conv"], int(enc.weight_exponents[i])
-        e_b = int(enc.exponents[layer["inputs"][0]]) + e_w
+        conv, e_w = layer.conv, int(enc.weight_exponents[i])
+        e_b = int(enc.exponents[layer.inputs[0]]) + e_w
         wq, bq = enc.integer_weights(i)
         conv.weight.copy_((wq * 2.0**-e_w).float())
         if bq is not None:
             conv.bias.copy_((bq * 2.0**-e_b).float())
     snap_codebooks(model)
-
-
-@torch.no_grad()
-def path_quality(model, clips) -> dict:
-    """What a user hears from a deployed model, two ways, decoded by the same (server) decoder.
-
-    - ``mcu``: the device's codes (``model.encode``, equal to the int8 reference and the C encoder).
-    - ``float``: the same weights run in float arithmetic (``model.encoder.float_encoder``).
-
-    Args:
-        model: a model with ``encoder_int8=True``.
-        clips: :class:`tinycodec.eval.clips.Clip` list (``wav`` [1, 1, T], ``category``).
-
-    Returns:
-        dict: ``{"mcu": {category: metrics}, "float": ..., "code_agreement_float_vs_mcu": per level}``;
-        metrics are means of log-mel (all), and STOI and PESQ-WB (speech).
-    """
-    import math
-
-    from tinycodec.eval.metrics import log_mel_distance, pesq_wb, stoi
-
-    sr = model.sample_rate
-    sums: dict = {"mcu": {}, "float": {}}
-    same, total = None, 0
-    for clip in clips:
-        wav = clip.wav
-        codes = {"mcu": model.encode(wav),
-                 "float": model.quantizer.encode(model.encoder.float_encoder(model._check_wav(wav)))}
-        eq = (codes["mcu"] == codes["float"]).sum(-1)[0].double()
-        same = eq if same is None else same + eq
-        total += codes["mcu"].shape[-1]
-        for path, c in codes.items():
-            y = model.decode(c, length=wav.shape[-1])[0, 0]
-            ref = wav[0, 0]
-            scores = {"log_mel": log_mel_distance(ref, y, sr)}
-            if clip.category == "speech":
-                scores |= {"stoi": stoi(ref, y, sr), "pesq_wb": pesq_wb(ref, y, sr)}
-            cat = sums[path].setdefault(clip.category, {})
-            for k, v in scores.items():
-                if not math.isnan(v):
-                    cat.setdefault(k, []).append(v)
-    out = {path: {cat: {k: round(sum(v) / len(v), 4) for k, v in m.items()} | {"n_clips": len(m["log_mel"])}
-                  for cat, m in per.items()} for path, per in sums.items()}
-    out["code_agreement_float_vs_mcu"] = [round(float(s) / total, 4) for s in same]
-    return out

@@ -1,4 +1,7 @@
-"""int8 static post-training quantization of the ONNX encoder, measured in codes and in sound.
+"""onnxruntime's int8 static post-training quantization of the ONNX encoder, measured in codes and sound.
+
+This is the generic graph route (any runtime that reads QDQ ONNX); the project's own int8 encoder,
+which the firmware computes bit for bit, is :mod:`tinycodec.export.int8_quantize`.
 
 ``quantize_int8`` runs onnxruntime's ``quantize_static`` (QDQ format, int8 weights per
 output channel, int8 activations, MinMax calibration on real audio windows). The VQ search
@@ -187,7 +190,7 @@ def ptq(model: nn.Module, out_dir: str | Path, clips: list[Tensor], name: str = 
     """
     model.eval()
     out_dir = Path(out_dir)
-    fp32 = export_onnx(model, out_dir / f"{name}_fp32.onnx")
+    fp32 = export_onnx(model, out_dir / f"{name}_fp32.onnx", exact_int8=False)  # onnxruntime quantizes floats
     calib, held = split_clips(clips)
     int8 = quantize_int8(fp32, out_dir / f"{name}_int8.onnx", windows(calib, 16 * model.hop_length, calib_count),
                          per_channel=per_channel, quantize_vq=quantize_vq, float_input_layer=float_input_layer)
