@@ -35,6 +35,7 @@ from _common import machine_info, write_report  # noqa: E402  (benchmarks/ is th
 from tinycodec.audio import load
 from tinycodec.audio.excerpt import active_excerpt
 from tinycodec.bitstream import Packet, bits_per_code
+from tinycodec.eval.provenance import stamp_results
 from tinycodec.pretrained import load_model
 from tinycodec.streaming import StreamServer, send_file
 from tinycodec.streaming.protocol import LENGTH, Hello, wire_size
@@ -104,6 +105,7 @@ def main() -> None:
                 "last sample to its audio out of the server decoder, including the client's encoding",
         "load_average_1min_before": load0, "machine": machine_info(),
     })
+    stamp_results(args.out, [args.model], encoder_only=False)  # the weights measured, for the chapter's check
 
 
 if __name__ == "__main__":

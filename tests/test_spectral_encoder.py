@@ -148,7 +148,7 @@ def test_int8_exact_spectral_model_is_the_reference_bit_for_bit():
 
 def test_init_with_a_new_encoder_keeps_the_decoder_and_starts_fresh_codebooks(corpus, tmp_path, tiny_config):
     from tinycodec.train import train
-    from tinycodec.train.loop import init_from
+    from tinycodec.train.init import init_from
 
     base = train(tiny_config(corpus, tmp_path / "base", decoder="server", max_steps=1,
                              model_overrides={**tiny_config(corpus, tmp_path).model_overrides,

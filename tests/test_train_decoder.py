@@ -44,7 +44,7 @@ def test_unfrozen_init_fine_tunes_everything(corpus, trained, tmp_path, tiny_con
 
 def test_init_that_lacks_the_encoder_is_refused(corpus, tmp_path):
     from tinycodec.models import TinyStream
-    from tinycodec.train.loop import load_init_state
+    from tinycodec.train.init import load_init_state
 
     model = TinyStream.from_preset("ultra_tiny")
     with pytest.raises(ValueError, match="lacks encoder"):
@@ -65,7 +65,7 @@ def test_cli_flags_for_decoder_training_reach_the_config():
 
 
 def test_shape_flags_with_init_are_refused_not_ignored(corpus, trained, tmp_path, tiny_config):
-    from tinycodec.train.loop import init_from
+    from tinycodec.train.init import init_from
 
     with pytest.raises(ValueError, match="num_quantizers=2 would be ignored"):
         init_from(tiny_config(corpus, tmp_path, model=None, preset=None, init=str(trained), num_quantizers=2))
@@ -99,7 +99,7 @@ def test_deeper_server_decoder_starts_as_the_init_model():
     from dataclasses import replace
 
     from tinycodec.models import TinyStream
-    from tinycodec.train.loop import load_init_state
+    from tinycodec.train.init import load_init_state
 
     torch.manual_seed(0)
     small = TinyStream.from_preset("ultra_tiny")

@@ -22,7 +22,7 @@ def _serve(args) -> int:
     import torch
 
     from tinycodec.pretrained import load_model
-    from tinycodec.streaming.net import serve
+    from tinycodec.streaming.serving import serve
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)

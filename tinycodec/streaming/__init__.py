@@ -15,9 +15,10 @@ Notebook: book/06_streaming.md
 """
 
 from tinycodec.audio.source import HopBuffer, hop_chunks, iter_source
-from tinycodec.streaming.net import StreamRefused, StreamServer, loopback, send_file, serve
+from tinycodec.streaming.net import StreamRefused, StreamServer, send_file
 from tinycodec.streaming.overlap_save import OverlapSave, overlap_save, run_streaming
 from tinycodec.streaming.pipeline import StreamTimeout, stream, stream_to_tensor
+from tinycodec.streaming.serving import loopback, serve
 
 __all__ = ["HopBuffer", "OverlapSave", "StreamRefused", "StreamServer", "StreamTimeout", "hop_chunks", "iter_source",
            "loopback", "overlap_save", "run_streaming", "send_file", "serve", "stream", "stream_to_tensor"]

@@ -181,7 +181,7 @@ class BatchDecoder:
                 for name in _fields(old):
                     v = getattr(old, name)
                     if isinstance(v, Tensor):
-                        setattr(old, name, v.index_copy(0, idx, getattr(new, name)))
+                        v.index_copy_(0, idx, getattr(new, name))  # the rows only, no copy of the rest
             return
         ids = [cohort.members[r] for r in rows]
         cohort.drop(rows)

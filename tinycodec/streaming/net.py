@@ -8,7 +8,8 @@
                                                                           in one worker thread)
 
 The wire format and the limits are in :mod:`tinycodec.streaming.protocol`, the device side in
-:mod:`tinycodec.streaming.client`. The server decodes up to ``Limits.max_clients`` streams at once.
+:mod:`tinycodec.streaming.client`, ``serve`` and ``loopback`` (server and client in one call) in
+:mod:`tinycodec.streaming.serving`. The server decodes up to ``Limits.max_clients`` streams at once.
 A connection must finish its hello within ``hello_timeout``, then each whole packet within
 ``frame_timeout`` (not single ``recv`` calls), and keep bringing audio at ``min_speed`` or more; one
 sweeper task checks every deadline a few times a second, so a packet costs no timer. Idle places
@@ -36,7 +37,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -61,8 +61,7 @@ from tinycodec.streaming.protocol import (
 )
 from tinycodec.streaming.session import Session
 
-__all__ = ["DEFAULT_PORT", "Limits", "ProtocolError", "StreamRefused", "StreamServer", "check_loopback", "loopback",
-           "send_file", "serve"]
+__all__ = ["DEFAULT_PORT", "Limits", "ProtocolError", "StreamRefused", "StreamServer", "check_loopback", "send_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,11 +120,11 @@ class StreamServer:
         decay, max_conceal_frames: concealment, see :class:`tinycodec.streaming.session.Session`.
         limits (Limits | None): slots, deadlines and sizes (default ``Limits(frame_timeout=timeout)``).
         torch_threads (int | None): torch threads while serving (restored on close); None leaves them.
-        tick (float | None): least seconds between the starts of two decoder calls; by default one
-            packet period of the open streams (the shortest: ``frames_per_packet`` hops). Frames that
-            arrive meanwhile join the next call, so the server pays a call's fixed cost about once
-            per packet period, not once per packet; a server whose calls take longer than a tick
-            is never slowed by it.
+        tick (float | None): least seconds between the starts of two decoder calls (default one
+            hop): frames that arrive meanwhile join the next call, so a lightly loaded server pays a
+            call's fixed cost once per hop, not once per packet; a server whose calls take longer
+            than a tick is never slowed by it. (A tick of one packet period, 4 hops, was measured
+            to add more latency than it saved CPU: ``benchmarks/bench_server.py``.)
 
     Attributes:
         rejected (deque): the last 256 ``(peer, reason)`` of connections closed before a valid hello
@@ -140,7 +139,7 @@ class StreamServer:
         self.model, self.decay, self.max_conceal_frames = model.eval(), decay, max_conceal_frames
         self.limits = limits or Limits(frame_timeout=timeout)
         self.info = ModelInfo(model)
-        self.tick = tick
+        self.tick = self.info.hop_length / self.info.sample_rate if tick is None else tick
         self.decoder = BatchDecoder(model)
         family = socket.AF_INET6 if ":" in check_loopback(host) else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -414,11 +413,7 @@ class StreamServer:
             self._work.clear()
             self._last_activity = time.monotonic()
             while True:
-                tick = self.tick
-                if tick is None:  # one packet period of the open streams
-                    fpp = min((s.hello.frames_per_packet for s in self._sessions), default=1)
-                    tick = fpp * self.info.hop_length / self.info.sample_rate
-                if (wait := last + tick - loop.time()) > 0:
+                if (wait := last + self.tick - loop.time()) > 0:
                     await asyncio.sleep(wait)  # let more frames join this call
                 last = loop.time()
                 jobs = [(s, job) for s in list(self._sessions)
@@ -435,78 +430,3 @@ class StreamServer:
                     continue
                 for (s, (_, gains)), wav in zip(jobs, outs):
                     s.deliver(wav, gains)
-
-
-def serve(model, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, clients: int = 1,
-          output: str | Path | None = None, timeout: float = 60.0, ready=None,
-          limits: Limits | None = None) -> list[dict]:
-    """Run a decoder server until ``clients`` streams ended cleanly, or none came for ``timeout`` s.
-
-    Args:
-        model: codec model (the clients' encoder).
-        host, port: loopback address to listen on (``port=0``: any free port).
-        clients (int): clean streams to serve before returning (cut streams are logged, not counted).
-        output: if given, write each clean stream's audio as WAV (``out.wav``, ``out_1.wav``, ...).
-        timeout (float): return early when no client is connected for this many seconds.
-        ready: called with the bound port once listening (e.g. to start a client thread).
-        limits (Limits | None): per-client limits (default ``Limits()``).
-
-    Returns:
-        list[dict]: one :meth:`Session.result` per clean stream (fewer than ``clients`` after a timeout).
-    """
-    results = []
-    with StreamServer(model, host, port, limits=limits) as server:
-        if ready is not None:
-            ready(server.port)
-        while len(results) < clients:
-            try:
-                result = server.next_result(idle_timeout=timeout)
-            except TimeoutError:
-                logger.warning("no client within %g s: stopping after %d of %d streams", timeout, len(results),
-                               clients)
-                break
-            if result["error"] is not None:
-                continue
-            if output is not None:
-                from tinycodec.audio import save
-
-                i, path = len(results), Path(output)
-                path = path if i == 0 else path.with_name(f"{path.stem}_{i}{path.suffix}")
-                save(path, result["wav"][None], result["sample_rate"])
-                result["path"] = str(path)
-            results.append(result)
-    return results
-
-
-def loopback(source, server_model, client_model, *, timeout: float = 10.0, **client_kwargs) -> tuple[dict, dict]:
-    """One round trip on 127.0.0.1: a server on a free port, ``send_file`` from this thread.
-
-    Args:
-        source: audio file or waveform [T] (see :func:`send_file`).
-        server_model, client_model: two instances with the same encoder (each streams on its own).
-        timeout (float): seconds allowed for each frame, and for the result after sending.
-        **client_kwargs: passed to :func:`send_file` (``loss_rate``, ``frames_per_packet``, ...).
-
-    Returns:
-        (dict, dict): the server's result (:meth:`Session.result`) and the client's stats.
-
-    Raises:
-        ProtocolError: the server refused the client (e.g. another model); the message says why.
-    """
-    with StreamServer(server_model, "127.0.0.1", 0, timeout) as server:
-        try:
-            sent = send_file(source, "127.0.0.1", server.port, client_model, timeout=timeout, **client_kwargs)
-        except OSError:  # the server may hang up first when it refuses the client
-            sent = None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for _, reason in list(server.rejected):
-                raise ProtocolError(reason)
-            try:
-                result = server._results.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            if result["error"] is not None:
-                raise ProtocolError(result["error"])
-            return result, sent
-    raise TimeoutError(f"the loopback server did not finish within {timeout:g} s")
