@@ -208,6 +208,38 @@ def end_to_end(model, args, n: int, fpp: int) -> dict:
     return row
 
 
+def decoder_only(model, args, ticks: int) -> None:
+    """The decoder alone, with and without its runner (``model.decoder.use_runner``), rounds alternating."""
+    sizes, rounds = ([1, 16, 64] if args.quick else [1, 8, 32, 64, 100, 128]), 2 if args.quick else 3
+    runs: dict[str, list] = {"runner": [], "modules": []}
+    for _ in range(rounds):
+        for path in runs:
+            model.decoder.use_runner = path == "runner"
+            runs[path].append(decoder_throughput(model, sizes, ticks))
+    model.decoder.use_runner = True
+    best = {path: [min((r[i] for r in rs), key=lambda row: row["ms_per_tick_batched"]) for i in range(len(sizes))]
+            for path, rs in runs.items()}
+    report = {"benchmark": "bench_server --decoder-only", "model": args.model, "n_q": model.num_quantizers,
+              "frame_rate": model.frame_rate, "rounds": rounds, "decoder_throughput": best,
+              "speedup_runner_vs_modules": {str(b): {k: best["modules"][i][k] / best["runner"][i][k]
+                                                     for k in ("ms_per_tick_batched", "ms_per_tick_unbatched")}
+                                            for i, b in enumerate(sizes)},
+              "note": "one torch thread; each row the least disturbed round; modules: the decoder's module path "
+                      "(use_runner off), runner: its inference path (tinycodec.modules.server_runner)",
+              "machine": machine_info()}
+    for i, b in enumerate(sizes):
+        r, m = best["runner"][i], best["modules"][i]
+        print(f"B={b:3d}: batched {m['ms_per_tick_batched']:.2f} -> {r['ms_per_tick_batched']:.2f} ms per tick "
+              f"({r['realtime_streams_batched']:.0f} real-time streams), unbatched {m['ms_per_tick_unbatched']:.2f} -> "
+              f"{r['ms_per_tick_unbatched']:.2f} ms")
+    out = args.out if args.out != parser_default_out() else str(Path(args.out).with_name("server_decoder.json"))
+    write_report(out, report)
+
+
+def parser_default_out() -> str:
+    return str(Path(__file__).parent / "results" / "server.json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="tinycodec")
@@ -219,7 +251,10 @@ def main() -> None:
     parser.add_argument("--max-latency", type=float, default=0.25,
                         help="seconds a frame's audio may come out after its last sample (default 0.25)")
     parser.add_argument("--quick", action="store_true", help="fewer ticks and streams (CI)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "server.json"))
+    parser.add_argument("--decoder-only", action="store_true",
+                        help="only the decoder alone, on its inference path and on its modules (use_runner off), "
+                             "alternating; writes results/server_decoder.json unless --out")
+    parser.add_argument("--out", default=parser_default_out())
     parser.add_argument("--clients", nargs=2, type=int, metavar=("PORT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.clients:
@@ -230,6 +265,8 @@ def main() -> None:
     if args.quick:
         args.streams, args.seconds = [8, 16], min(args.seconds, 2.0)
     ticks = 20 if args.quick else 50
+    if args.decoder_only:
+        return decoder_only(model, args, ticks)
     throughput = decoder_throughput(model, [1, 16, 64] if args.quick else [1, 8, 32, 64, 100, 128], ticks)
     one = throughput[0]["realtime_streams_unbatched"]
     best = max(r["realtime_streams_batched"] for r in throughput)
