@@ -25,6 +25,21 @@ def test_streaming_benchmark_quick_writes_json(tmp_path):
     assert isinstance(report["target"]["met"], bool) and report["machine"]["torch_threads"] == 1
 
 
+def test_deployed_streaming_benchmark_records_encode_decode_and_targets(tmp_path):
+    out = tmp_path / "deployed.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_streaming.py"), "--deployed", "tinycodec",
+           "--rounds", "1", "--seconds", "0.3", "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    report = json.loads(out.read_text())
+    for n in ("1", "4"):
+        row = report["best"]["current"][n]
+        assert set(row) == {"rtf_cpu_encode", "rtf_cpu_decode", "rtf_cpu_encode_decode"}
+        assert all(v > 0 for v in row.values())
+        target = report["targets"][n]
+        assert target["target"] == {"1": 0.08, "4": 0.03}[n]
+        assert target["current"]["met"] == (row["rtf_cpu_encode_decode"] <= target["target"])
+
+
 def test_latency_benchmark_writes_json(tmp_path):
     out = tmp_path / "latency.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_latency.py"), "--quick", "--models", "ultra_tiny",
