@@ -164,3 +164,16 @@ def test_integer_layers_are_built_once_and_rebuilt_after_a_weight_change():
     assert not np.array_equal(second[1].weight, first[1].weight)
     enc.load_state_dict(enc.state_dict())  # a load copies into the same tensors: a new version
     assert enc.integer_layers() is not second
+
+
+def test_a_deployed_model_loaded_in_inference_mode_encodes_the_same_codes(speech):
+    # tensors made in inference mode keep no version counter: the rebuild key must not ask for one
+    from tinycodec.pretrained import load_pretrained
+
+    x = speech[: 16000].reshape(1, 1, -1)
+    with torch.no_grad():
+        expected = load_pretrained("tinycodec").eval().encode(x)
+    with torch.inference_mode():
+        model = load_pretrained("tinycodec").eval()
+        assert model.encoder.exponents.is_inference()
+        assert torch.equal(model.encode(x), expected)

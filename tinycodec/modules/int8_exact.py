@@ -46,6 +46,7 @@ from tinycodec.modules.int8_ops import (
 )
 from tinycodec.modules.int8_runner import Int8Runner
 from tinycodec.modules.int8_spectrum import log_spectrum_torch
+from tinycodec.modules.prepared import tensor_key
 from tinycodec.modules.streaming import State, StreamingModule
 
 
@@ -143,7 +144,7 @@ class Int8ExactEncoder(StreamingModule):
         bumps a tensor's version, a move or a load gives it new storage)."""
         tensors = [self._buffers["exponents"], self._buffers["weight_exponents"]]
         tensors += [p for g in self._graph if g.conv is not None for p in g.conv._parameters.values() if p is not None]
-        return tuple((t._version, t.data_ptr()) for t in tensors)
+        return tensor_key(tensors)
 
     @torch.no_grad()
     def integer_layers(self) -> list[Int8Layer]:

@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinycodec.modules.conv import StreamingConv1d, _exporting
-from tinycodec.modules.server_runner import ServerRunner, tensor_key, tensor_slots
+from tinycodec.modules.prepared import tensor_key, tensor_slots
+from tinycodec.modules.server_runner import ServerRunner
 from tinycodec.modules.streaming import State, StreamingModule
 
 # The defaults: an FFT of two hops and one frame of delay (d = n_fft / hop - 1). Measured on tiny's
@@ -211,10 +212,10 @@ class ServerDecoder(StreamingModule):
         """The inference path's prepared weights (:mod:`tinycodec.modules.server_runner`), built on first
         use and again after any parameter or buffer of this decoder changed or was replaced."""
         cached = self._runner
-        if cached is None or tensor_key(cached[0]) != cached[1]:
+        if cached is None or _slots_key(cached[0]) != cached[1]:
             slots = tensor_slots(self)
             sources = [t for d in slots for t in d.values()]  # held: no new tensor reuses their storage
-            cached = self._runner = (slots, tensor_key(slots), ServerRunner(self), sources)
+            cached = self._runner = (slots, _slots_key(slots), ServerRunner(self), sources)
         return cached[2]
 
     def flush(self) -> Tensor:
@@ -234,3 +235,7 @@ class ServerDecoder(StreamingModule):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x), tail=tail)
+
+
+def _slots_key(slots: list[dict]) -> tuple:
+    return tensor_key(t for d in slots for t in d.values())

@@ -39,25 +39,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def tensor_slots(module: nn.Module) -> list[dict]:
-    """The ``_parameters`` and ``_buffers`` dicts of ``module`` and its descendants that hold tensors:
-    live, so a tensor assigned later (``load_state_dict(assign=True)``) shows in :func:`tensor_key`."""
-    return [d for m in module.modules() for d in (m._parameters, m._buffers) if d]
-
-
-def tensor_key(slots: list[dict]) -> tuple:
-    """What a runner depends on: each tensor's storage and version (an in-place update bumps the
-    version, a move or a load gives new storage; the runner holds the old tensors, so their storage
-    is not reused meanwhile). ~80 tensors: ~15 us, checked on every call. Tensors made in inference
-    mode keep no version: for them only a new storage counts."""
-    try:
-        return tuple([(t.data_ptr(), t._version) for d in slots for t in d.values() if t is not None])
-    except RuntimeError:  # "Inference tensors do not track version counter"
-        return tuple([(t.data_ptr(), -1 if t.is_inference() else t._version)
-                      for d in slots for t in d.values() if t is not None])
-
-
 SQRT_HALF = math.sqrt(0.5)
 
 

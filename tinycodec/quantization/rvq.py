@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinycodec.quantization.vq import EMAVectorQuantizer
@@ -114,10 +115,10 @@ class ResidualVectorQuantizer(nn.Module):
             raise ValueError(f"codes must be [B, n_q, F], got shape {tuple(codes.shape)}")
         self._check_n_q(codes.shape[1])
         out = None
-        for i in range(codes.shape[1]):
-            q = self.layers[i].decode(codes[:, i])
+        for i in range(codes.shape[1]):  # summed as [B, F, D] and transposed once (a streaming call's
+            q = F.embedding(codes[:, i], self.layers[i].embed)  # cost is per op, not per number)
             out = q if out is None else out + q
-        return out
+        return out.transpose(1, 2)
 
     def forward(self, z: Tensor, n_q: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Quantize ``z``; training mode updates codebooks and applies quantizer dropout.
