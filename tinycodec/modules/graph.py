@@ -18,35 +18,26 @@ from dataclasses import dataclass
 from torch import nn
 
 from tinycodec.modules.conv import StreamingConv1d, StreamingSeparableConv1d
-from tinycodec.modules.int8_ops import Op
+from tinycodec.modules.int8_ops import LayerSlot, Op
 from tinycodec.modules.seanet import ResidualUnit
 from tinycodec.modules.spectral_encoder import CausalLogSpectrum, SpectralEncoder
 
 
 @dataclass
-class GraphLayer:
-    """One float layer of the flat graph.
+class GraphLayer(LayerSlot):
+    """One float layer of the flat graph: a :class:`~tinycodec.modules.int8_ops.LayerSlot` and its module.
 
     Attributes:
-        op (Op): the op.
-        inputs (list[int]): tensor ids read (two for ``residual_add``).
-        output (int): tensor id written.
         name (str): module path in the encoder.
         history (int): input samples kept as streaming state (``k_eff - stride``; ``n_fft - hop``).
         conv (nn.Conv1d | None): the float conv of a conv op.
         spectrum (CausalLogSpectrum | None): the float frontend of ``log_spectrum``.
     """
 
-    op: Op
-    inputs: list[int]
-    output: int
     name: str = ""
     history: int = 0
     conv: nn.Conv1d | None = None
     spectrum: CausalLogSpectrum | None = None
-
-    def __post_init__(self) -> None:
-        self.op = Op(self.op)
 
 
 def conv_op(conv: nn.Conv1d, name: str = "") -> Op:

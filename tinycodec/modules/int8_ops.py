@@ -68,13 +68,29 @@ class Op(StrEnum):
 
 
 @dataclass
-class Int8Layer:
-    """One step of the int8 graph (a row of the C layer table).
+class LayerSlot:
+    """Where a layer sits in the flat graph: its op and the tensor ids it reads and writes.
 
     Attributes:
-        op (Op): the op.
+        op (Op): the op (a name such as ``"pointwise"`` becomes its member; an unknown one raises
+            ``ValueError``).
         inputs (list[int]): tensor ids read (two for ``residual_add``).
         output (int): tensor id written.
+    """
+
+    op: Op
+    inputs: list[int]
+    output: int
+
+    def __post_init__(self) -> None:
+        self.op = Op(self.op)
+
+
+@dataclass
+class Int8Layer(LayerSlot):
+    """One step of the int8 graph (a row of the C layer table): a :class:`LayerSlot` and its integers.
+
+    Attributes:
         weight (ndarray | None): int8 [C_out, C_in, k] (conv1d), [C, k] (depthwise), [C_out, C_in].
         bias (ndarray | None): int32 [C_out]; for ``log_spectrum`` the int64 constants
             ``(F, A, B)`` of :func:`~tinycodec.modules.int8_spectrum.spectrum_affine`.
@@ -82,11 +98,9 @@ class Int8Layer:
         shift_a, shift_b (int): alignment shifts of ``residual_add``.
         stride, dilation (int): of the conv (``stride``: the hop of ``log_spectrum``).
         history (int): ``P = k_eff - stride`` input samples kept as streaming state.
+        name (str): module path in the encoder.
     """
 
-    op: Op
-    inputs: list[int]
-    output: int
     weight: np.ndarray | None = None
     bias: np.ndarray | None = None
     shift: int = 0
@@ -96,9 +110,6 @@ class Int8Layer:
     dilation: int = 1
     history: int = 0
     name: str = ""
-
-    def __post_init__(self) -> None:
-        self.op = Op(self.op)  # a name ("pointwise") becomes its member; an unknown one raises ValueError
 
 
 # -- the arithmetic rules ----------------------------------------------------------------------
