@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         print(report["best"], report.get("speedup_vs_baseline", ""))
         out = args.out if args.out.name != "streaming.json" else args.out.with_name("streaming_deployed.json")
         write_report(out, report)
+        from tinycodec.eval.provenance import stamp_results
+
+        stamp_results(out, [args.deployed])  # the weights measured, for the chapter's check
         return 0
     presets = args.presets or (list_presets("tinystream") if args.quick else list_presets())
     seconds = args.seconds or (1.0 if args.quick else 5.0)
