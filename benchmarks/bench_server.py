@@ -295,6 +295,9 @@ def main() -> None:
     print(f"decoder alone: {one:.0f} real-time streams unbatched, {best:.0f} batched ({best / one:.1f}x); "
           f"end to end held: {held}")
     write_report(args.out, report)
+    from tinycodec.eval.provenance import stamp_results
+
+    stamp_results(args.out, [args.model])  # the weights measured, for the chapter's check
 
 
 if __name__ == "__main__":

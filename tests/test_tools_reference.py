@@ -68,7 +68,10 @@ def test_a_run_is_recorded_with_the_models_own_decoder():
     assert run["command"] == "python tools/train_reference.py " + " ".join(argv)
     assert json.loads(json.dumps(run)) == run  # plain data: runs.json holds it as it is
     assert train_reference.losses_label(run) == "mel + stft x100"
-    assert train_reference.losses_label(run | {"gan_from_step": 0}) == "mel + stft x100 + GAN from step 0"
+    assert train_reference.losses_label(run | {"gan_from_step": 0}) == "mel + stft x100 + GAN (wave + STFT) from step 0"
+    gan = run | {"gan_from_step": 0, "options": run["options"] | {"mpd": True, "ms_stft": True, "disc_window": 0.25}}
+    assert train_reference.losses_label(gan) == ("mel + stft x100 + GAN (multi-period + 2-scale STFT, 0.25 s windows) "
+                                                 "from step 0")
 
 
 def test_runs_recorded_before_their_fields_are_read_with_the_parser_and_the_checkpoint(corpus, tmp_path, tiny_config):

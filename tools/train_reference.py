@@ -135,11 +135,15 @@ def recorded_run(meta: dict, folder: Path | None = None) -> dict:
 
 
 def losses_label(run: dict) -> str:
-    """``mel + stft x100 + phase x200 + GAN from step N``: the losses of a recorded run."""
+    """``mel + stft x100 + phase x200 + GAN (its discriminators) from step N``: the losses of a recorded run."""
     options = run["options"]
     weights = [f"{name} x{options[key]:g}" for key, name in
                (("stft_loss", "stft"), ("complex_loss", "complex"), ("phase_loss", "phase")) if options.get(key)]
-    gan = [] if run.get("gan_from_step") is None else [f"GAN from step {run['gan_from_step']}"]
+    gan = []
+    if run.get("gan_from_step") is not None:
+        discs = [name for key, name in (("mpd", "multi-period"), ("ms_stft", "2-scale STFT")) if options.get(key)]
+        window = f", {options['disc_window']:g} s windows" if options.get("disc_window") else ""
+        gan = [f"GAN ({' + '.join(discs) or 'wave + STFT'}{window}) from step {run['gan_from_step']}"]
     return " + ".join(["mel", *weights, *gan])
 
 
