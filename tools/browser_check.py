@@ -123,6 +123,18 @@ def offline_route(base: str, external: list[str]):
     return route
 
 
+def offline_page(pw, chromium: str, base: str, external: list[str], args: list[str] = CHROMIUM_ARGS):
+    """Chromium and one 1280 x 900 page whose every request goes through :func:`offline_route`.
+
+    Returns:
+        (browser, page): close the browser when done.
+    """
+    browser = pw.chromium.launch(executable_path=chromium, args=args)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.route("**/*", offline_route(base, external))
+    return browser, page
+
+
 def expects_audio(source: Path) -> bool:
     """A chapter plays sound when one of its code cells makes a player."""
     text = source.read_text() if source.exists() else ""
@@ -190,13 +202,10 @@ def check_site(html: Path, shots: Path, stems: list[str], chromium: str) -> int:
     base = f"http://127.0.0.1:{server.server_address[1]}"
     failures, report = [], {}
     external: list[str] = []
-    route = offline_route(base, external)
 
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.route("**/*", route)
+            browser, page = offline_page(pw, chromium, base, external)
             for stem in ["index", *stems]:
                 external.clear()
                 url = f"{base}/{stem}.html"

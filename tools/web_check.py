@@ -54,7 +54,7 @@ def result_problems(result: dict, reference, session, what: str) -> list[str]:
 
 
 def check_web_page(html: Path, chromium: str) -> int:
-    from browser_check import CHROMIUM_ARGS, _serve, offline_route
+    from browser_check import CHROMIUM_ARGS, _serve, offline_page
     from playwright.sync_api import sync_playwright
 
     from tinycodec.export.onnx import onnx_session
@@ -78,13 +78,9 @@ def check_web_page(html: Path, chromium: str) -> int:
         args = CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                                 f"--use-file-for-fake-audio-capture={clip}", "--autoplay-policy=no-user-gesture-required"]
 
-        route = offline_route(base, external)
-
         try:
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=chromium, args=args)
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.route("**/*", route)
+                browser, page = offline_page(pw, chromium, base, external, args)
                 page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
                 page.on("pageerror", lambda e: console.append(str(e)))
                 page.goto(f"{base}/book/08_browser.html", wait_until="load")

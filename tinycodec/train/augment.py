@@ -57,7 +57,7 @@ def _eq(wav: Tensor, sample_rate: int, r: AugmentRanges, g: torch.Generator) -> 
     octaves = torch.log2(freqs / 1000.0)  # [T/2+1]
     tilt = _uniform(r.tilt_db_per_octave, b, g)[:, None]  # [B, 1]
     peak = _uniform(r.peak_db, b, g)[:, None]
-    centre = torch.log2(torch.exp(_uniform(tuple(math.log(x) for x in r.peak_hz), b, g)) / 1000.0)[:, None]
+    centre = _uniform(tuple(math.log2(hz / 1000.0) for hz in r.peak_hz), b, g)[:, None]  # octaves: log-uniform in Hz
     gain_db = tilt * octaves + peak * torch.exp(-0.5 * ((octaves - centre) / 0.5) ** 2)  # [B, T/2+1]
     spec = torch.fft.rfft(wav[:, 0].double(), dim=-1) * 10 ** (gain_db / 20)
     return torch.fft.irfft(spec, n=t, dim=-1)[:, None].to(wav.dtype)
