@@ -53,8 +53,9 @@ def test_a_committed_file_exists_for_every_retired_encoder():
     assert retired <= on_disk
 
 
-@pytest.mark.parametrize("path", sorted(LEGACY_FILES.glob("*.tcz")), ids=lambda p: p.stem)
-def test_every_earlier_shipped_models_file_still_decodes(path):
+@pytest.mark.parametrize("path", sorted(p for p in LEGACY_FILES.glob("*.tcz") if not p.name.startswith("v1_")),
+                         ids=lambda p: p.stem)
+def test_every_earlier_shipped_models_file_still_decodes(path):  # version 2; v1_*.tcz: tests/test_legacy_tcz.py
     data = path.read_bytes()
     header = read_tcz_header(data)
     assert header.model_id == path.stem  # written under the name it had then
