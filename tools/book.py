@@ -246,6 +246,7 @@ def cmd_build(args) -> int:
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["execute"]["execute_notebooks"] = "off"
     config["exclude_patterns"] = ["_build", "**.ipynb_checkpoints", "tinycodec"]
+    config["sphinx"]["local_extensions"] = {"sphinx_tidy": str(ROOT / "tools")}  # from the staged site
     (SITE / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     shutil.copy(ROOT / "_toc.yml", SITE / "_toc.yml")
     for name in config.get("bibtex_bibfiles", []):

@@ -21,9 +21,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
-# console errors of the book's theme on every page (sphinx-thebe's configuration script is emitted twice,
-# the theme's mode switch starts unset): not this page's; anything else fails the check
-THEME_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared", "Got invalid theme mode")
 
 
 def _reference():
@@ -51,6 +48,24 @@ def result_problems(result: dict, reference, session, what: str) -> list[str]:
         if err > TOLERANCE:
             problems.append(f"{what}: decoded audio at n_q={n} differs from ONNX Runtime by {err:.2e}")
     return problems
+
+
+def file_url_problems(browser, page_file: Path, external: list[str]) -> list[str]:
+    """The page opened as a file (double-clicked) cannot fetch its encoder: it must say how to serve it."""
+    from browser_check import offline_route
+
+    page = browser.new_page()
+    page.route("**/*", offline_route("file://", external))
+    page.goto(page_file.as_uri(), wait_until="load")
+    try:
+        page.wait_for_function("document.getElementById('tc-status').textContent.includes('http.server')",
+                               timeout=30_000)
+    except Exception:  # playwright's TimeoutError: report what the reader sees instead
+        status = page.evaluate("document.getElementById('tc-status').textContent")
+        return [f"opened as a file, the page does not say how to serve it: {status[:120]!r}"]
+    finally:
+        page.close()
+    return []
 
 
 def check_web_page(html: Path, chromium: str) -> int:
@@ -104,10 +119,11 @@ def check_web_page(html: Path, chromium: str) -> int:
                           "decode_ms_per_frame": page.evaluate("window.tinycodecDemo.results[0].decode_ms_per_frame"),
                           "bundle_bytes": {f.name: f.stat().st_size for f in sorted(assets.iterdir())}}
                 page.screenshot(path=str(ROOT / "_build" / "screenshots" / "08_browser_run.png"), full_page=True)
+                problems += file_url_problems(browser, page_file, external)
                 browser.close()
         finally:
             server.shutdown()
-    problems += [f"console error: {c[:200]}" for c in console if not c.startswith(THEME_ERRORS)]
+    problems += [f"console error: {c[:200]}" for c in console]
     problems += [f"request left the machine: {u}" for u in external]
     report["bundle_total_bytes"] = sum(report.get("bundle_bytes", {}).values())
     report["problems"] = problems

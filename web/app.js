@@ -10,6 +10,11 @@
   function log(msg) { $("tc-status").textContent = msg; }
 
   async function init() {
+    if (location.protocol === "file:") {  // browsers do not let a page fetch its own files from file://
+      throw new Error("this page must be served, not opened as a file: in the repository run " +
+                      "`python -m http.server -d _build/html 8000` and open " +
+                      "http://localhost:8000/book/08_browser.html");
+    }
     state.manifest = await (await fetch(base + "manifest.json")).json();
     const bytes = await (await fetch(base + "tinycodec_encoder.wasm")).arrayBuffer();
     const { instance } = await WebAssembly.instantiate(bytes, {});
