@@ -206,8 +206,12 @@ def check_site(html: Path, shots: Path, stems: list[str], chromium: str) -> int:
     try:
         with sync_playwright() as pw:
             browser, page = offline_page(pw, chromium, base, external)
+            console: list[str] = []  # a page's console errors and uncaught exceptions
+            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: console.append(str(e)))
             for stem in ["index", *stems]:
                 external.clear()
+                console.clear()
                 url = f"{base}/{stem}.html"
                 response = page.goto(url, wait_until="load")
                 mathjax, info = _probe(page)
@@ -218,6 +222,7 @@ def check_site(html: Path, shots: Path, stems: list[str], chromium: str) -> int:
                     problems.append(f"HTTP {response.status if response else 'no response'}")
                 source = root / f"{stem}.md"
                 problems += page_problems(info, mathjax, list(external), stem != "index" and expects_audio(source))
+                problems += [f"console error: {c[:160]}" for c in console]
                 info.pop("output_text")
                 report[stem] = {**info, "mathjax": mathjax, "external_requests": list(external),
                                 "problems": problems}
