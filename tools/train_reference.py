@@ -72,7 +72,8 @@ def cmd_train(args) -> int:
     config = TrainConfig(
         preset=None if args.init else args.preset, init=args.init, decoder=args.decoder, encoder=args.encoder,
         freeze_encoder=args.freeze_encoder, frozen_levels=tuple(args.levels), disc=disc,
-        weights=LossWeights(stft=args.stft_loss, complex=args.complex_loss, phase=args.phase_loss), model_overrides=decoder_overrides(args),
+        weights=LossWeights(stft=args.stft_loss, complex=args.complex_loss, phase=args.phase_loss, f0=args.f0_loss),
+        model_overrides=decoder_overrides(args),
         num_quantizers=args.codebooks,
         audio_dir=str(audio_dir), audio_length=0.5, batch_size=args.batch_size,
         g_lr=args.lr or LEARNING_RATES[family], lr_gamma=0.99995, warmup_steps=args.warmup, disc_warmup_steps=args.gan_from, max_steps=args.steps,
@@ -138,7 +139,8 @@ def losses_label(run: dict) -> str:
     """``mel + stft x100 + phase x200 + GAN (its discriminators) from step N``: the losses of a recorded run."""
     options = run["options"]
     weights = [f"{name} x{options[key]:g}" for key, name in
-               (("stft_loss", "stft"), ("complex_loss", "complex"), ("phase_loss", "phase")) if options.get(key)]
+               (("stft_loss", "stft"), ("complex_loss", "complex"), ("phase_loss", "phase"), ("f0_loss", "f0"))
+               if options.get(key)]
     gan = []
     if run.get("gan_from_step") is not None:
         discs = [name for key, name in (("mpd", "multi-period"), ("ms_stft", "2-scale STFT")) if options.get(key)]
@@ -149,7 +151,7 @@ def losses_label(run: dict) -> str:
 
 def decoder_overrides(args) -> dict:
     """Model-config fields the ``--decoder-*`` options set (empty when none is given)."""
-    fields = ("decoder_delay", "decoder_n_fft", "decoder_dim", "decoder_layers")
+    fields = ("decoder_delay", "decoder_n_fft", "decoder_dim", "decoder_layers", "decoder_head")
     return {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
 
 
@@ -417,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="server decoder: ConvNeXt width (default 256)")
     p.add_argument("--decoder-layers", dest="decoder_layers", type=int, default=None, metavar="N",
                    help="server decoder: ConvNeXt blocks (default 8)")
+    p.add_argument("--decoder-head", dest="decoder_head", default=None, choices=["istft", "hn"],
+                   help="server decoder: its head, istft or hn (harmonic + noise, experimental); with --init a new "
+                        "head keeps the init's iSTFT layer and starts its harmonic source fresh")
     p.add_argument("--codebooks", type=int, default=None, metavar="N",
                    help="codebook levels; with --init, more than its own adds fresh levels after them "
                         "(a higher bitrate; the encoder and the old levels keep training)")
@@ -432,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the compressed complex STFT loss (0: off)")
     p.add_argument("--phase-loss", dest="phase_loss", type=float, default=0.0, metavar="W",
                    help="weight of the anti-wrapping phase losses (0: off)")
+    p.add_argument("--f0-loss", dest="f0_loss", type=float, default=0.0, metavar="W",
+                   help="weight of the pitch + voicing loss of an hn decoder head (0: off)")
     p.add_argument("--ms-stft", dest="ms_stft", action="store_true",
                    help="discriminators: two STFT scales (256, 1024; 8 channels) only: 2-D convs over a full-resolution "
                         "spectrogram dominate a CPU step, so they are kept narrow")

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tinycodec.modules.server_decoder import HarmonicNoiseHead
+
 __all__ = ["DecoderExport", "export_decoder_onnx", "check_decoder_onnx"]
 
 
@@ -37,6 +39,9 @@ class DecoderExport(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         head = getattr(model.decoder, "head", None)
+        if isinstance(head, HarmonicNoiseHead):  # its harmonic source has no ONNX rewrite here
+            raise ValueError("a harmonic-plus-noise decoder head (decoder_head='hn') does not export to ONNX: "
+                             "only the inverse-STFT head does")
         if head is None or not hasattr(head, "proj"):
             raise ValueError("only a server decoder (ConvNeXt + inverse-STFT head) exports to ONNX here; "
                              f"this model's decoder is {type(model.decoder).__name__}")

@@ -217,7 +217,8 @@ def make_decoder(config: CodecConfig) -> StreamingModule:
     if config.decoder == "server":
         geometry = config.server_geometry
         return ServerDecoder(config.D, config.hop_length, config.decoder_dim, config.decoder_layers,
-                             geometry.n_fft, delay=geometry.delay)
+                             geometry.n_fft, delay=geometry.delay, head=config.decoder_head,
+                             sample_rate=config.sample_rate)
     return SEANetDecoder(C=config.C, D=config.D, strides=config.strides, dilations=config.dilations,
                          kernel_size=config.kernel_size, activation=config.activation, separable=config.separable)
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import ClassVar
 
-from tinycodec.modules.server_decoder import DEFAULT_DELAY, HeadGeometry
+from tinycodec.modules.server_decoder import DEFAULT_DELAY, HEADS, HeadGeometry
 
 # encoders a config can name (see tinycodec.models.base.CodecModel)
 ENCODERS = {"seanet": "SEANet convs on the waveform (book chapter 02; the firmware's int8 encoder)",
@@ -116,6 +116,8 @@ class CodecConfig:
     # each block is mostly drawn from frames that have not heard it; d >= 1 lets frames up to f + d shape
     # block f, at d hops of latency (tinycodec.modules.server_decoder: the geometry, its defaults and checks)
     decoder_delay: int = DEFAULT_DELAY
+    # server decoder: its head, "istft" | "hn" (harmonic + noise, experimental; server_decoder.HEADS)
+    decoder_head: str = "istft"
 
     def __post_init__(self) -> None:
         self.check_limits(vars(self))
@@ -130,6 +132,8 @@ class CodecConfig:
         if self.decoder not in DECODERS:
             raise ValueError(f"unknown decoder {self.decoder!r}; choose from {list(DECODERS)}")
         _ = self.server_geometry  # checks decoder_n_fft and decoder_delay
+        if not isinstance(self.decoder_head, str) or self.decoder_head not in HEADS:
+            raise ValueError(f"unknown decoder_head {_shown(self.decoder_head)}; choose from {list(HEADS)}")
         if self.encoder_int8 and self.activation != "relu":
             raise ValueError("encoder_int8 needs activation='relu' (the int8 arithmetic has no ELU)")
 

@@ -26,6 +26,9 @@ no window reaches past what its frame heard). :class:`~tinycodec.models.base.Cod
 the lag offline; a stream hears it as ``d`` hops of extra latency. :class:`HeadGeometry` holds the
 FFT size and the delay, their defaults and their checks, for the decoder and the model config alike.
 
+Heads (``HEADS``). ``"istft"`` is the head above; ``"hn"`` (:class:`HarmonicNoiseHead`, experimental) adds
+a harmonic excitation at a predicted f0 to each frame's spectrum (:mod:`tinycodec.modules.harmonic`).
+
 Notebook: book/04_training.md
 """
 
@@ -39,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinycodec.modules.conv import StreamingConv1d, _exporting
+from tinycodec.modules.harmonic import HarmonicSource
 from tinycodec.modules.prepared import tensor_key, tensor_slots
 from tinycodec.modules.server_runner import ServerRunner
 from tinycodec.modules.streaming import State, StreamingModule
@@ -137,23 +141,22 @@ class ISTFTHead(StreamingModule):
         self.hop_length, self.n_fft = hop_length, n_fft
         self.bins = n_fft // 2 + 1
         self.proj = nn.Linear(dim, 2 * self.bins)
-        # on the CPU even while a model is built on the meta device: a meta hann_window runs its
-        # decomposition, which imports torch._dynamo (+2 s and 76 MiB for every CLI start)
-        window = torch.hann_window(n_fft, periodic=True, device="cpu")
-        # a periodic Hann window sums to n_fft / (2 hop) over overlapping frames: divide it out
-        self.register_buffer("window", (window * (2 * hop_length / n_fft)).to(torch.empty(0).device),
+        self.register_buffer("window", _synthesis_window(hop_length, n_fft).to(torch.empty(0).device),
                              persistent=False)
 
     def _init_streaming_state(self, batch_size: int) -> _OLAState:
         return _OLAState(batch_size, self.window.new_zeros(batch_size, self.n_fft - self.hop_length))
 
-    def frames(self, x: Tensor) -> Tensor:
-        """Args: x (Tensor): [B, dim, F]. Returns: Tensor: [B, F, n_fft] windowed frames."""
+    def spectrum(self, x: Tensor) -> Tensor:
+        """Args: x (Tensor): [B, dim, F]. Returns: Tensor: complex [B, F, bins], each frame's spectrum."""
         p = self.proj(x.transpose(1, 2)).float()  # [B, F, 2 * bins]
         log_mag, phase = p[..., : self.bins], p[..., self.bins:]
         mag = torch.exp(log_mag.clamp(max=8.0))  # |X| <= e^8: no inf from a wild step
-        spec = torch.polar(mag, phase)
-        return torch.fft.irfft(spec, n=self.n_fft) * self.window
+        return torch.polar(mag, phase)
+
+    def frames(self, x: Tensor) -> Tensor:
+        """Args: x (Tensor): [B, dim, F]. Returns: Tensor: [B, F, n_fft] windowed frames."""
+        return torch.fft.irfft(self.spectrum(x), n=self.n_fft) * self.window
 
     def forward(self, x: Tensor, tail: bool = False) -> Tensor:
         """Args: x (Tensor): [B, dim, F]; tail (bool): offline only, also return the ``n_fft - hop``
@@ -178,6 +181,41 @@ class ISTFTHead(StreamingModule):
         return y[:, None] if tail else y[:, None, : n * hop]
 
 
+class HarmonicNoiseHead(ISTFTHead):
+    """The iSTFT head plus a harmonic source (:class:`~tinycodec.modules.harmonic.HarmonicSource`): each
+    frame's spectrum is the iSTFT head's (the noise and whatever the source misses) plus a shaped
+    harmonic excitation at a predicted f0, whose phase runs on across frames and streaming calls.
+
+    ``proj`` is the iSTFT head's own layer (same name and shape: a trained ``ISTFTHead`` loads into it);
+    the source's layer is ``harmonic.proj``. After each forward ``last_f0`` [B, F] (Hz) and
+    ``last_voicing`` [B, F] (logits) hold the source's predictions, for a pitch loss.
+
+    Args:
+        dim (int): input channels.
+        hop_length (int): samples per frame.
+        n_fft (int): FFT size, at least two hops (0: the default of :class:`HeadGeometry`).
+        sample_rate (int): Hz.
+    """
+
+    def __init__(self, dim: int, hop_length: int, n_fft: int, sample_rate: int = 16000) -> None:
+        super().__init__(dim, hop_length, n_fft)
+        self.harmonic = HarmonicSource(dim, hop_length, self.n_fft, sample_rate,
+                                       _synthesis_window(hop_length, self.n_fft))
+        self.last_f0: Tensor | None = None
+        self.last_voicing: Tensor | None = None
+
+    def spectrum(self, x: Tensor) -> Tensor:
+        """Args: x (Tensor): [B, dim, F]. Returns: Tensor: complex [B, F, bins], noise + harmonic part."""
+        harmonic = self.harmonic(x)
+        self.last_f0, self.last_voicing = self.harmonic.last_f0, self.harmonic.last_voicing
+        return super().spectrum(x) + harmonic
+
+
+# decoder heads a config can name (CodecConfig.decoder_head)
+HEADS = {"istft": "log-magnitude and phase per bin, inverse FFT, overlap-add (Vocos)",
+         "hn": "harmonic + noise: the iSTFT head plus a harmonic excitation at a predicted f0 (experimental)"}
+
+
 class ServerDecoder(StreamingModule):
     """Quantized embeddings [B, D, F] -> waveform [B, 1, F * hop] (see the module docstring).
 
@@ -189,28 +227,40 @@ class ServerDecoder(StreamingModule):
         n_fft (int): FFT size of the head (0: ``DEFAULT_FFT_HOPS`` hops); see :class:`HeadGeometry`.
         mult (int): MLP width multiplier.
         delay (int): frames the output lags the codes (module docstring); at most ``n_fft / hop - 1``.
+        head (str): ``"istft"`` (:class:`ISTFTHead`) or ``"hn"`` (:class:`HarmonicNoiseHead`), see ``HEADS``.
+        sample_rate (int): Hz (the ``"hn"`` head's f0 is in Hz).
 
     In eval mode with gradients off (``torch.no_grad``, ``torch.inference_mode``) the forward runs on
     :class:`~tinycodec.modules.server_runner.ServerRunner` (the same outputs within float32 rounding,
-    ~2x faster streaming); ``use_runner = False`` keeps the modules, e.g. to compare the two.
+    ~2x faster streaming); ``use_runner = False`` keeps the modules, e.g. to compare the two. The runner
+    knows the iSTFT head only: an ``"hn"`` decoder always runs its modules.
     """
 
     def __init__(self, D: int, hop_length: int, dim: int = 256, num_layers: int = 8, n_fft: int = 0,
-                 mult: int = 3, delay: int = DEFAULT_DELAY) -> None:
+                 mult: int = 3, delay: int = DEFAULT_DELAY, head: str = "istft", sample_rate: int = 16000) -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown decoder head {head!r}; choose from {list(HEADS)}")
         self.geometry = geometry = HeadGeometry(hop_length, n_fft, delay)
         self.delay = geometry.delay * hop_length  # samples
         self.embed = StreamingConv1d(D, dim, 7)
         self.blocks = nn.ModuleList(ConvNeXtBlock(dim, mult, layer_scale=1.0 / math.sqrt(num_layers))
                                     for _ in range(num_layers))
         self.norm = ChannelLayerNorm(dim)
-        self.head = ISTFTHead(dim, hop_length, geometry.n_fft)
+        self.head_kind = head
+        self.head = (ISTFTHead(dim, hop_length, geometry.n_fft) if head == "istft"
+                     else HarmonicNoiseHead(dim, hop_length, geometry.n_fft, sample_rate))
         self.use_runner = True  # False: inference runs the modules too (to compare the two paths)
         self._runner: tuple | None = None  # (tensor slots, their key, ServerRunner, the tensors it read)
 
     def runner(self) -> ServerRunner:
         """The inference path's prepared weights (:mod:`tinycodec.modules.server_runner`), built on first
-        use and again after any parameter or buffer of this decoder changed or was replaced."""
+        use and again after any parameter or buffer of this decoder changed or was replaced.
+
+        Raises:
+            ValueError: the decoder's head is not the iSTFT head."""
+        if self.head_kind != "istft":
+            raise ValueError(f"ServerRunner runs the iSTFT head only, not {self.head_kind!r}")
         cached = self._runner
         if cached is None or _slots_key(cached[0]) != cached[1]:
             slots = tensor_slots(self)
@@ -229,12 +279,22 @@ class ServerDecoder(StreamingModule):
         """Args: q (Tensor): [B, D, F]; tail (bool): see :meth:`ISTFTHead.forward`.
 
         Returns: Tensor: [B, 1, F * hop_length] lagging the codes by ``self.delay`` samples."""
-        if self.use_runner and not (self.training or torch.is_grad_enabled() or _exporting()):
+        inference = not (self.training or torch.is_grad_enabled() or _exporting())
+        if inference and self.use_runner and self.head_kind == "istft":
             return self.runner().forward(q, tail)
         x = self.embed(q)
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x), tail=tail)
+
+
+def _synthesis_window(hop_length: int, n_fft: int) -> Tensor:
+    """The head's window after the inverse FFT, [n_fft], on the CPU."""
+    # on the CPU even while a model is built on the meta device: a meta hann_window runs its
+    # decomposition, which imports torch._dynamo (+2 s and 76 MiB for every CLI start)
+    window = torch.hann_window(n_fft, periodic=True, device="cpu")
+    # a periodic Hann window sums to n_fft / (2 hop) over overlapping frames: divide it out
+    return window * (2 * hop_length / n_fft)
 
 
 def _slots_key(slots: list[dict]) -> tuple:

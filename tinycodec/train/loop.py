@@ -53,6 +53,7 @@ from tinycodec.train.init import init_from, load_init_state
 from tinycodec.train.logging import TrainLogger
 from tinycodec.train.losses import (
     MultiScaleMelLoss,
+    PitchLoss,
     discriminator_hinge_loss,
     feature_matching_loss,
     generator_hinge_loss,
@@ -63,7 +64,8 @@ from tinycodec.train.spectral_losses import CompressedComplexLoss, MultiResoluti
 __all__ = ["train", "TrainResult", "Trainer"]
 
 log = logging.getLogger(__name__)
-LOSS_KEYS = ("total_g", "reconstruction", "commitment", "stft", "complex", "phase", "adversarial", "feature", "discriminator")
+LOSS_KEYS = ("total_g", "reconstruction", "commitment", "stft", "complex", "phase", "f0", "adversarial", "feature",
+             "discriminator")
 
 
 @dataclass
@@ -187,6 +189,7 @@ class Trainer:
         self.stft_loss = MultiResolutionSTFTLoss().to(self.device) if cfg.weights.stft > 0 else None
         self.phase_loss = PhaseLoss().to(self.device) if cfg.weights.phase > 0 else None
         self.complex_loss = CompressedComplexLoss().to(self.device) if cfg.weights.complex > 0 else None
+        self.pitch_loss = self._pitch_loss() if cfg.weights.f0 > 0 else None
         self.opt_g = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], cfg.g_lr,
                                       betas=cfg.betas)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), cfg.d_lr, betas=cfg.betas)
@@ -325,6 +328,9 @@ class Trainer:
             losses["phase"] = self.phase_loss(wav, recon)
         if self.complex_loss is not None:
             losses["complex"] = self.complex_loss(wav, recon)
+        if self.pitch_loss is not None:  # the head's predictions for the frames just decoded
+            head = self.model.decoder.head
+            losses["f0"] = self.pitch_loss(wav, head.last_f0, head.last_voicing)
         if adversarial:  # what the discriminators see: a random window of both, or all of it
             wav, recon = self.disc_window(wav, recon)
         B, d_loss = wav.shape[0], None
@@ -376,6 +382,17 @@ class Trainer:
                 self.sched_d.step()
             out |= {"discriminator": float(d_loss.detach()), "grad_norm/discriminator": float(d_norm)}
         return out
+
+    def _pitch_loss(self) -> PitchLoss:
+        """The pitch loss of the model's harmonic-plus-noise decoder head, aligned with its frames.
+
+        Raises:
+            ValueError: the model's decoder has no such head."""
+        decoder = self.model.decoder
+        if getattr(decoder, "head_kind", None) != "hn":
+            raise ValueError("the f0 loss trains a harmonic-plus-noise decoder head: set decoder_head='hn' "
+                             "(train_reference.py --decoder-head hn)")
+        return PitchLoss(self.model.sample_rate, self.model.hop_length, decoder.head.n_fft // 2 - decoder.delay)
 
     def disc_window(self, wav: Tensor, recon: Tensor) -> tuple[Tensor, Tensor]:
         """The same random ``config.disc_window`` seconds of ``wav`` and ``recon`` [B, 1, T] (all when 0)."""

@@ -14,6 +14,12 @@ with ``S_s`` a 64-band mel spectrogram with window ``s`` and hop ``s / 4``, ``x`
 ``y`` the reconstruction. The sqrt(s/2) factor balances the log term, whose per-frame norm
 grows more slowly with the window than the linear term.
 
+A harmonic-plus-noise decoder (``decoder_head="hn"``) can also be taught its pitch (:class:`PitchLoss`):
+
+    L_f0 = mean over voiced target frames of |log2 f0_pred - log2 f0_target|  +  BCE(voicing logit, voiced)
+
+with the target's f0 and voicing from :func:`tinycodec.modules.harmonic.estimate_f0`.
+
 Notebook: book/04_training.md
 """
 
@@ -23,11 +29,13 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinycodec.audio import log_mel, mel_filterbank
+from tinycodec.modules.harmonic import estimate_f0
 
-__all__ = ["LossWeights", "MultiScaleMelLoss", "discriminator_hinge_loss", "generator_hinge_loss",
+__all__ = ["LossWeights", "MultiScaleMelLoss", "PitchLoss", "discriminator_hinge_loss", "generator_hinge_loss",
            "feature_matching_loss", "mel_distance"]
 
 
@@ -42,6 +50,7 @@ class LossWeights:
     stft: float = 0.0  # multi-resolution linear + log magnitude STFT loss (spectral_losses; 0: off)
     complex: float = 0.0  # compressed complex STFT loss (spectral_losses; 0: off)
     phase: float = 0.0  # anti-wrapping phase losses (spectral_losses; 0: off)
+    f0: float = 0.0  # pitch and voicing of a harmonic-plus-noise decoder head (PitchLoss; 0: off)
 
 
 class MultiScaleMelLoss(nn.Module):
@@ -90,6 +99,43 @@ class MultiScaleMelLoss(nn.Module):
             l2 = torch.linalg.vector_norm(d, dim=1).mean()
             total = total + l1 + math.sqrt(s / 2) * l2
         return total
+
+
+class PitchLoss(nn.Module):
+    """Pitch and voicing of a harmonic-plus-noise head against the target's (see the module docstring).
+
+    Decoder frame ``f`` synthesises the decoder's output samples ``[f hop, f hop + n_fft)``; offline its
+    output lags the target by ``delay`` samples, so the frame is centred at target sample
+    ``f hop + n_fft / 2 - delay``: the target is shifted by that ``offset`` before the tracker (whose
+    frame ``f`` is centred at ``f hop``) reads it.
+
+    Args:
+        sample_rate (int): Hz.
+        hop_length (int): samples per decoder frame.
+        offset (int): ``n_fft // 2 - delay`` of the decoder, in samples.
+    """
+
+    def __init__(self, sample_rate: int, hop_length: int, offset: int) -> None:
+        super().__init__()
+        self.sample_rate, self.hop_length, self.offset = sample_rate, hop_length, offset
+
+    def forward(self, x: Tensor, f0: Tensor, voicing: Tensor) -> Tensor:
+        """Args:
+            x (Tensor): [B, 1, T] target audio (aligned with the reconstruction).
+            f0 (Tensor): [B, F] the head's f0 in Hz (``head.last_f0``).
+            voicing (Tensor): [B, F] the head's voicing logits (``head.last_voicing``).
+
+        Returns:
+            Tensor: scalar, the L1 of log2 f0 over voiced frames plus the voicing BCE.
+        """
+        x = x.reshape(x.shape[0], -1).float()
+        T, s = x.shape[-1], self.offset
+        shifted = F.pad(x[:, s:], (0, s)) if s >= 0 else F.pad(x, (-s, 0))[:, :T]
+        target, voiced = estimate_f0(shifted, self.sample_rate, self.hop_length)
+        n = min(target.shape[1], f0.shape[1])
+        target, voiced, f0, voicing = target[:, :n], voiced[:, :n], f0[:, :n].float(), voicing[:, :n].float()
+        pitch = ((torch.log2(f0) - torch.log2(target)).abs() * voiced).sum() / voiced.sum().clamp_min(1.0)
+        return pitch + F.binary_cross_entropy_with_logits(voicing, voiced)
 
 
 def generator_hinge_loss(fake_logits: list[Tensor]) -> Tensor:
