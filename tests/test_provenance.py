@@ -19,11 +19,13 @@ APPENDIX = ROOT / "book" / "appendix_reference_models.md"  # the one page that t
 
 
 def quoted_results(pages=None) -> list[Path]:
-    """Every benchmarks/*.json (results/ included) that the given pages name (default: README + book)."""
-    pages = pages or [ROOT / "README.md", *sorted((ROOT / "book").glob("*.md"))]
+    """Every benchmarks/*.json (results/ included) that the given pages name (default: README, book and
+    model cards), as a path or by its file name alone (a chapter may join the path piece by piece)."""
+    pages = pages or [ROOT / "README.md", *sorted((ROOT / "book").glob("*.md")),
+                      *sorted((ROOT / "tinycodec" / "pretrained").glob("*.md"))]
     text = "\n".join(p.read_text() for p in pages)
-    names = set(re.findall(r"benchmarks/((?:results/)?[\w.-]+\.json)", text))
-    return sorted(BENCH / n for n in names if (BENCH / n).is_file())
+    names = set(re.findall(r"[\w.-]+\.json", text))
+    return sorted(d / n for n in names for d in (BENCH, BENCH / "results") if (d / n).is_file())
 
 
 def models_in(data) -> set[str]:
@@ -57,6 +59,12 @@ def test_the_quality_and_firmware_results_are_quoted():
     assert {"quality.json", "firmware.json"} <= quoted
 
 
+def test_a_result_named_by_its_file_name_alone_is_found(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text('json.loads((REPO / "benchmarks" / "results" / "espdl_spectral.json").read_text())')
+    assert [p.name for p in quoted_results([page])] == ["espdl_spectral.json"]
+
+
 @pytest.mark.parametrize("path", quoted_results(), ids=lambda p: p.name)
 def test_every_quoted_result_names_the_weights_of_each_shipped_model_it_measured(path):
     data = json.loads(path.read_text())
@@ -64,6 +72,7 @@ def test_every_quoted_result_names_the_weights_of_each_shipped_model_it_measured
         pytest.fail(f"{path.name}: a results JSON is an object with a 'weights' block")
     if str(data.get("provenance", "")).startswith(("history", "architecture")):
         return  # runs of checkpoints / random-weight presets: no shipped weights to pin (see the next test)
+    assert data.get("weights"), f"{path.name} is quoted but records no weights it measured (nor a provenance line)"
     missing = models_in(data) - set(data.get("weights", {}))
     assert not missing, f"{path.name} quotes {sorted(missing)} without recording which weights it measured"
     assert stale_models(data) == [], f"{path.name} measured other weights than ship now: stale, measure again"
