@@ -96,3 +96,26 @@ def test_quality_vs_bitrate_rows(model, clips):
         assert ("pesq_wb" in r) == (r["category"] == "speech")
     md = bitrate.markdown_table(rows, ["codec", "bitrate"], {"bitrate": ".0f"})
     assert md.count("\n") == 2 + len(rows)
+
+
+def test_plot_quality_vs_bitrate_labels_do_not_overlap():
+    """Crowded points (the nature panel of chapter 05: five n_q within 2.3 kbit/s at one log-mel)
+    get labels whose boxes never overlap; the legend names the model's n_q range."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [{"codec": f"tinycodec_nq{n}", "family": "tinycodec", "model": "tinycodec", "n_q": n,
+             "category": "nature", "bitrate": 562.5 * n, "log_mel": 0.7 - 0.05 * math.sqrt(n)} for n in range(1, 6)]
+    rows += [{"codec": f"opus_{k}k", "family": "opus", "model": None, "n_q": None, "category": "nature",
+              "bitrate": 1000.0 * k, "log_mel": 2.6} for k in (6, 8, 12)]
+    fig, ax = plt.subplots(figsize=(4, 3))
+    bitrate.plot_quality_vs_bitrate(rows, "log_mel", "nature", ax=ax)
+    boxes = [t.get_window_extent() for t in ax.texts]
+    assert 3 + 1 <= len(boxes) <= len(rows)  # every baseline label fits, and at least one n_q
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b)
+    assert "tinycodec (n_q 1-5)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)

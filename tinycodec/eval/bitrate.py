@@ -331,8 +331,60 @@ def plot_bits_per_codebook(info: dict, ax=None, label: str | None = None):
     return ax
 
 
+# label offsets tried in turn (points from the marker) with their alignment: right, left, above, below
+_LABEL_SPOTS = [((3, 3), "left", "bottom"), ((3, -3), "left", "top"), ((-3, 3), "right", "bottom"),
+                ((-3, -3), "right", "top"), ((0, 5), "center", "bottom"), ((0, -5), "center", "top")]
+
+
+def _place_labels(ax, labels, pad: float = 2.0) -> int:
+    """Annotate points without overlaps: each label takes the first of ``_LABEL_SPOTS`` that
+    clears the labels placed so far and every marker, inside the axes if it can; a label with
+    no free spot is left out (the line's order still tells the points apart).
+
+    Args:
+        ax: matplotlib axes, already holding the points.
+        labels (list[tuple[float, float, str]]): (x, y, text) in data coordinates.
+        pad (float): pixels kept free around each box.
+
+    Returns:
+        int: how many labels were left out.
+    """
+    ax.autoscale_view()
+    frame = ax.get_window_extent()
+    markers = [ax.transData.transform((x, y)) for x, y, _ in labels]
+    taken = [(mx - 4, my - 4, mx + 4, my + 4) for mx, my in markers]  # boxes in display pixels
+
+    def clash(b, own):  # b overlaps a taken box (but its own marker), with `pad` to spare
+        return any(b[0] < t[2] + pad and t[0] < b[2] + pad and b[1] < t[3] + pad and t[1] < b[3] + pad
+                   for i, t in enumerate(taken) if i != own)
+
+    left_out = 0
+    for own, (x, y, tag) in enumerate(labels):
+        free = []
+        for offset, ha, va in _LABEL_SPOTS:
+            text = ax.annotate(tag, (x, y), fontsize=7, xytext=offset, textcoords="offset points", ha=ha, va=va)
+            e = text.get_window_extent()
+            box = (e.x0, e.y0, e.x1, e.y1)
+            text.remove()
+            if not clash(box, own):
+                inside = frame.x0 <= box[0] and box[2] <= frame.x1 and frame.y0 <= box[1] and box[3] <= frame.y1
+                free.append((not inside, offset, ha, va, box))
+        if not free:
+            left_out += 1
+            continue
+        _, offset, ha, va, box = min(free, key=lambda f: f[0])  # first free spot, inside the axes first
+        ax.annotate(tag, (x, y), fontsize=7, xytext=offset, textcoords="offset points", ha=ha, va=va)
+        taken.append(box)
+    return left_out
+
+
 def plot_quality_vs_bitrate(rows: list[dict], metric: str, category: str, ax=None):
-    """Scatter/line of ``metric`` against measured kbit/s per family, from ``quality_vs_bitrate`` rows."""
+    """Line of ``metric`` against measured kbit/s per model or family, from ``quality_vs_bitrate`` rows.
+
+    Each point is labelled with its ``n_q`` (models) or nominal rate (baselines) where the label
+    fits without covering another; the legend gives each model's ``n_q`` range, and ``n_q``
+    grows with bitrate along its line.
+    """
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(5, 3.5))[1]
@@ -341,13 +393,16 @@ def plot_quality_vs_bitrate(rows: list[dict], metric: str, category: str, ax=Non
     for r in sel:
         groups.setdefault(r["model"] or r["family"], []).append(r)
     markers = {"opus": "s", "codec2": "^"}
+    labels = []
     for name, rs in groups.items():
         rs = sorted(rs, key=lambda r: r["bitrate"])
         x, y = [r["bitrate"] / 1000 for r in rs], [r[metric] for r in rs]
-        ax.plot(x, y, marker=markers.get(rs[0]["family"], "o"), label=name)
-        for r, xi, yi in zip(rs, x, y):
-            tag = f"n_q={r['n_q']}" if r["n_q"] else r["codec"].split("_")[-1]
-            ax.annotate(tag, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        n_qs = [r["n_q"] for r in rs if r["n_q"]]
+        label = f"{name} (n_q {min(n_qs)}-{max(n_qs)})" if len(set(n_qs)) > 1 else name
+        ax.plot(x, y, marker=markers.get(rs[0]["family"], "o"), label=label)
+        labels += [(xi, yi, f"n_q={r['n_q']}" if r["n_q"] else r["codec"].split("_")[-1])
+                   for r, xi, yi in zip(rs, x, y)]
     ax.set(xlabel="measured kbit/s", ylabel=metric, title=category)
+    _place_labels(ax, labels)
     ax.legend(fontsize=8)
     return ax
