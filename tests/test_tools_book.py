@@ -7,6 +7,7 @@ on the real one.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +181,23 @@ def test_readme_cards_and_cli_help_have_no_internal_wording():
     for doc in [book.ROOT / "README.md", *sorted((book.ROOT / "tinycodec" / "pretrained").glob("*.md"))]:
         problems += book.internal_wording(doc.read_text(), doc.name)
     assert problems == [], "\n".join(problems)
+
+
+def exercises_and_solutions(text: str) -> tuple[int, int]:
+    """Numbered exercises under a chapter's "## Exercises" heading, and their "Solution" dropdowns."""
+    section = text.split("\n## Exercises", 1)[1].split("\n## ", 1)[0] if "\n## Exercises" in text else ""
+    return len(re.findall(r"^\d+\. ", section, flags=re.M)), len(re.findall(r":::\{dropdown\} Solution", section))
+
+
+def test_every_exercise_has_a_solution():
+    counted = {}
+    for chapter in sorted((ROOT / "book").glob("0*.md")):
+        n_ex, n_sol = exercises_and_solutions(chapter.read_text())
+        counted[chapter.stem] = n_ex
+        assert n_sol == n_ex, f"{chapter.name}: {n_ex} exercises, {n_sol} solutions"
+    assert sum(counted.values()) >= 40  # the chapters do have exercises: the count above is not vacuous
+
+
+def test_a_missing_solution_is_counted():
+    text = "# A chapter\n\n## Exercises\n\n1. Do this.\n\n   :::{dropdown} Solution\n   x\n   :::\n\n2. And that.\n\n## Next\n"
+    assert exercises_and_solutions(text) == (2, 1)
