@@ -72,6 +72,8 @@ def test_a_run_is_recorded_with_the_models_own_decoder():
     gan = run | {"gan_from_step": 0, "options": run["options"] | {"mpd": True, "ms_stft": True, "disc_window": 0.25}}
     assert train_reference.losses_label(gan) == ("mel + stft x100 + GAN (multi-period + 2-scale STFT, 0.25 s windows) "
                                                  "from step 0")
+    augmented = run | {"options": run["options"] | {"augment": 0.5}}
+    assert train_reference.losses_label(augmented) == "mel + stft x100, augmentation p=0.5"
 
 
 def test_runs_recorded_before_their_fields_are_read_with_the_parser_and_the_checkpoint(corpus, tmp_path, tiny_config):

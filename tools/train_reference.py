@@ -136,7 +136,8 @@ def recorded_run(meta: dict, folder: Path | None = None) -> dict:
 
 
 def losses_label(run: dict) -> str:
-    """``mel + stft x100 + phase x200 + GAN (its discriminators) from step N``: the losses of a recorded run."""
+    """``mel + stft x100 + phase x200 + GAN (its discriminators) from step N, augmentation p=0.5``: the
+    losses of a recorded run (and its augmentation, which changes what they are computed on)."""
     options = run["options"]
     weights = [f"{name} x{options[key]:g}" for key, name in
                (("stft_loss", "stft"), ("complex_loss", "complex"), ("phase_loss", "phase"), ("f0_loss", "f0"))
@@ -146,7 +147,8 @@ def losses_label(run: dict) -> str:
         discs = [name for key, name in (("mpd", "multi-period"), ("ms_stft", "2-scale STFT")) if options.get(key)]
         window = f", {options['disc_window']:g} s windows" if options.get("disc_window") else ""
         gan = [f"GAN ({' + '.join(discs) or 'wave + STFT'}{window}) from step {run['gan_from_step']}"]
-    return " + ".join(["mel", *weights, *gan])
+    augment = [f"augmentation p={options['augment']:g}"] if options.get("augment") else []
+    return " + ".join(["mel", *weights, *gan]) + "".join(f", {a}" for a in augment)
 
 
 def decoder_overrides(args) -> dict:
