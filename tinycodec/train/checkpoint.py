@@ -33,7 +33,8 @@ from tinycodec.pretrained import FORMAT, VERSION, load_checkpoint, read_checkpoi
 from tinycodec.quantization.vq import TRAINING_ONLY_BUFFERS
 
 __all__ = ["save_checkpoint", "read_checkpoint", "load_checkpoint", "export_weights", "rng_state",
-           "set_rng_state", "CheckpointManager", "CheckpointError", "check_resumable", "resume_config", "FORMAT", "VERSION"]
+           "set_rng_state", "CheckpointManager", "CheckpointError", "check_resumable", "resume_config",
+           "GoodCheckpoints", "first_nonfinite", "FORMAT", "VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -324,3 +325,66 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
 def save_checkpoint(path: str | Path, ckpt: dict) -> Path:
     """Atomically write a checkpoint dict (see the module docstring for its keys)."""
     return atomic_save(ckpt, path)
+
+
+def first_nonfinite(modules: dict, optimizers: dict) -> str | None:
+    """The name (``part.tensor``) of the first non-finite floating tensor in the modules' state dicts
+    and the optimizers' states (Adam's moments), or ``None`` when all are finite: a checkpoint must
+    hold a model worth resuming."""
+    for part, module in modules.items():
+        for name, t in module.state_dict().items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                return f"{part}.{name}"
+    for part, opt in optimizers.items():
+        for moments in opt.state.values():
+            for name, t in moments.items():
+                if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    return f"{part}.{name}"
+    return None
+
+
+class GoodCheckpoints:
+    """Which checkpoint of a run to resume from after a divergence.
+
+    An update can leave finite but ruined weights (at lr 1e8 every weight moves by about 1e8 in the
+    very first step), so a checkpoint counts as good only once a step run from its weights gave a
+    finite loss: :meth:`saved` records the newest one, :meth:`confirm` judges it by the next step.
+    The last good one is protected from the manager's pruning.
+
+    Args:
+        manager (CheckpointManager): the run's checkpoints.
+        resumed (str | None): the checkpoint the run resumed from (judged by its first step).
+    """
+
+    def __init__(self, manager: CheckpointManager, resumed: str | None = None) -> None:
+        self.manager = manager
+        self.last_good: str | None = None  # the newest checkpoint a finite step has run from
+        self.unconfirmed: str | None = resumed  # saved since, not yet run from
+        self.suspect: str | None = None  # one a non-finite step followed straight away
+
+    def saved(self, path: str) -> None:
+        self.unconfirmed = path
+
+    def confirm(self, finite: bool) -> None:
+        """The step after the newest checkpoint was ``finite`` (it is good) or not (it is suspect)."""
+        if self.unconfirmed is None:
+            return
+        if finite:
+            self.last_good, self.suspect = self.unconfirmed, None
+            self.manager.protect(self.last_good)
+        else:
+            self.suspect = self.unconfirmed
+        self.unconfirmed = None
+
+    def advice(self) -> str:
+        """What to resume from after a divergence: the last good checkpoint, if it still exists."""
+        if self.last_good is not None and Path(self.last_good).is_file():
+            advice = f"the last good checkpoint is {self.last_good}: resume from it with a lower --g_lr/--d_lr"
+        elif self.last_good is not None:
+            advice = (f"the last good checkpoint, {self.last_good}, no longer exists: start again with a lower "
+                      "--g_lr/--d_lr")
+        else:
+            advice = "no checkpoint of this run is known good: start again with a lower --g_lr/--d_lr"
+        if self.suspect is not None:
+            advice += f" ({self.suspect} was saved just before the first non-finite step: do not resume from it)"
+        return advice + ", or check the data"

@@ -33,8 +33,10 @@ from tinycodec.train.checkpoint import (
     VERSION,
     CheckpointError,
     CheckpointManager,
+    GoodCheckpoints,
     check_resumable,
     describe_mismatch,
+    first_nonfinite,
     read_checkpoint,
     rng_state,
     set_rng_state,
@@ -208,11 +210,7 @@ class Trainer:
                             self.device, cfg.compile)
         self.disc_train = ddp.wrap(self.disc, self.info, self.device, cfg.compile)
         self.manager = CheckpointManager(cfg.checkpoint_dir, cfg.keep_last)
-        # divergence bookkeeping (see _confirm): the newest checkpoint a finite step has run from, the
-        # newest one saved since (not yet run from), and one a non-finite step followed straight away
-        self.last_good: str | None = None
-        self.unconfirmed: str | None = cfg.resume
-        self.suspect: str | None = None
+        self.good = GoodCheckpoints(self.manager, cfg.resume)  # what to resume from after a divergence
         self.logger = TrainLogger(cfg.log_dir if self.info.is_main else None, sr)
         self._stop: int | None = None
 
@@ -261,48 +259,14 @@ class Trainer:
             log.warning("no checkpoint at step %d: non-finite values in %s", self.step, bad)
             return None
         path = str(self.manager.save(self.state(), best=best))
-        self.unconfirmed = path
+        self.good.saved(path)
         return path
 
     def nonfinite(self) -> str | None:
         """The name of the first non-finite tensor of the training state (weights, buffers, Adam's
         moments), or ``None`` when all are finite."""
-        for part, state in (("model", self.model.state_dict()), ("discriminator", self.disc.state_dict())):
-            for name, t in state.items():
-                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                    return f"{part}.{name}"
-        for part, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-            for moments in opt.state.values():
-                for name, t in moments.items():
-                    if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                        return f"{part}.{name}"
-        return None
-
-    def _confirm(self, finite: bool) -> None:
-        """Judge the newest checkpoint by the step run from its weights. An update can leave finite but
-        ruined weights (at lr 1e8 every weight moves by about 1e8 in the very first step): only a finite
-        loss computed with them makes a checkpoint good. The last good one is never pruned."""
-        if self.unconfirmed is None:
-            return
-        if finite:
-            self.last_good, self.suspect = self.unconfirmed, None
-            self.manager.protect(self.last_good)
-        else:
-            self.suspect = self.unconfirmed
-        self.unconfirmed = None
-
-    def divergence_advice(self) -> str:
-        """What to resume from after a divergence: the last good checkpoint, if it still exists."""
-        if self.last_good is not None and Path(self.last_good).is_file():
-            advice = f"the last good checkpoint is {self.last_good}: resume from it with a lower --g_lr/--d_lr"
-        elif self.last_good is not None:
-            advice = (f"the last good checkpoint, {self.last_good}, no longer exists: start again with a lower "
-                      "--g_lr/--d_lr")
-        else:
-            advice = "no checkpoint of this run is known good: start again with a lower --g_lr/--d_lr"
-        if self.suspect is not None:
-            advice += f" ({self.suspect} was saved just before the first non-finite step: do not resume from it)"
-        return advice + ", or check the data"
+        return first_nonfinite({"model": self.model, "discriminator": self.disc},
+                               {"opt_g": self.opt_g, "opt_d": self.opt_d})
 
     # -- steps -----------------------------------------------------------------------
     @property
@@ -410,14 +374,14 @@ class Trainer:
                 b.copy_(saved)
         self.bad_in_row += 1
         self.skipped += 1
-        self._confirm(False)
+        self.good.confirm(False)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
         log.warning("step %d: non-finite loss or gradient (%s); step skipped (%d/%d in a row)",
                     self.step, shown, self.bad_in_row, self.config.max_bad_steps)
         if self.bad_in_row >= self.config.max_bad_steps:
             raise RuntimeError(
                 f"training diverged: {self.bad_in_row} non-finite steps in a row at step {self.step} ({shown}); "
-                + self.divergence_advice())
+                + self.good.advice())
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -473,7 +437,7 @@ class Trainer:
                 out = self.train_step(wav)
                 self.step += 1
                 if out is not None:
-                    self._confirm(True)
+                    self.good.confirm(True)
                 bar.update(1)
                 if out is not None and (self.step % cfg.log_interval == 0 or self.step == self.total_steps):
                     self._log(ddp.mean_over_ranks(out, self.device, self.info), bar)
