@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tinycodec.modules.harmonic import estimate_f0, harmonic_sum
+from tinycodec.modules.harmonic import ENVELOPE_RATE, estimate_f0, harmonic_sum
 from tinycodec.modules.server_decoder import HarmonicNoiseHead, ISTFTHead, ServerDecoder
 
 SR, HOP = 16000, 256
@@ -56,7 +56,7 @@ def _hn_decoder(seed: int, loud: bool) -> ServerDecoder:
     dec = ServerDecoder(D=16, hop_length=64, dim=32, num_layers=2, head="hn").eval()
     with torch.no_grad():
         dec.head.harmonic.proj.bias[-1] = 3.0 if loud else -3.0  # voicing logit
-        dec.head.harmonic.proj.bias[:-2] = -3.0 if loud else -6.0  # log-envelope
+        dec.head.harmonic.proj.bias[:-2] = (-3.0 if loud else -6.0) / ENVELOPE_RATE  # log-envelope
     return dec
 
 
@@ -226,3 +226,22 @@ def test_hn_decoder_refuses_onnx_export(tmp_path):
     with pytest.raises(ValueError, match="does not export to ONNX"):
         export_decoder_onnx(CodecModel(config), tmp_path / "hn.onnx")
     assert not (tmp_path / "hn.onnx").exists()
+
+
+def test_the_envelope_moves_envelope_rate_times_faster_than_its_layer():
+    # Adam moves each parameter by about lr per step: the envelope's multiplier is what lets a near-silent
+    # source open within a run (the bias starts at -12 / ENVELOPE_RATE)
+    torch.manual_seed(0)
+    head = HarmonicNoiseHead(dim=8, hop_length=64, n_fft=128)
+    x = torch.randn(1, 8, 5)
+    opt = torch.optim.Adam(head.harmonic.parameters(), lr=1e-3)
+
+    def log_envelope():
+        return ENVELOPE_RATE * head.harmonic.proj(x.transpose(1, 2))[..., : head.bins]
+
+    before = log_envelope().detach()
+    assert -13 < float(before.mean()) < -11  # the quiet start
+    (-log_envelope().mean()).backward()
+    opt.step()
+    moved = float((log_envelope().detach() - before).mean())
+    assert 2 * ENVELOPE_RATE * 1e-3 < moved < 20 * ENVELOPE_RATE * 1e-3  # without it: about 7e-3
