@@ -1,6 +1,7 @@
 """Evaluation: how good a codec sounds and how many bits it spends, next to Opus and Codec 2.
 
-``evaluate`` (a folder of clips, per clip and per category), ``metrics`` (log-mel, MR-STFT,
+``evaluate`` (a folder of clips, per clip and per category), ``results`` (what it returns: rows,
+means, the JSON file, tables), ``metrics`` (log-mel, MR-STFT,
 SI-SDR, PESQ-WB, STOI, codebook usage), ``baselines`` (Opus, Codec 2 through their command-line
 tools), ``bitrate`` (nominal, entropy, entropy-coded size, quality against bitrate),
 ``plotting`` (the chapters' figures), ``information`` (envelope oracles and a linear probe: how much
