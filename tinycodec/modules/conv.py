@@ -52,7 +52,7 @@ class _ConvTrState(State):
 FAST_PATH_MAX_FRAMES = 512
 
 
-def _exporting() -> bool:
+def exporting() -> bool:
     """Inside an ONNX export or a trace: graphs get the plain conv (unfold of a symbolic length has no
     ONNX form); the fast path is an eager-mode saving only. ``torch.onnx`` is asked only once an
     export has imported it: touching it imports it (tens of ms at every command-line decode)."""
@@ -137,7 +137,7 @@ class StreamingConv1d(StreamingModule):
         x = torch.cat([state.previous, x], dim=-1) if state.previous.shape[-1] else x
         s = self.stride
         n_frames = max(0, (x.shape[-1] - self.k_eff) // s + 1)
-        fast = self._is_depthwise and not _recording(self.conv.weight) and not _exporting()
+        fast = self._is_depthwise and not _recording(self.conv.weight) and not exporting()
         if 0 < n_frames <= FAST_PATH_MAX_FRAMES and fast:
             y = self._depthwise_few_frames(x, n_frames)
         elif n_frames > 0:
@@ -218,7 +218,7 @@ class StreamingConvTranspose1d(StreamingModule):
         n_out = x.shape[-1] * self.stride
         if x.shape[-1] == 0:
             return x.new_zeros(x.shape[0], self.convtr.out_channels, 0)
-        fast = self._is_depthwise_multiple and not _recording(self.convtr.weight) and not _exporting()
+        fast = self._is_depthwise_multiple and not _recording(self.convtr.weight) and not exporting()
         if x.shape[-1] <= FAST_PATH_MAX_FRAMES and fast:
             y = self._depthwise_few_frames(x)
         else:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinycodec.modules.conv import StreamingConv1d, _exporting
+from tinycodec.modules.conv import StreamingConv1d, exporting
 from tinycodec.modules.harmonic import HarmonicSource
 from tinycodec.modules.prepared import tensor_key, tensor_slots
 from tinycodec.modules.server_runner import ServerRunner
@@ -279,7 +279,7 @@ class ServerDecoder(StreamingModule):
         """Args: q (Tensor): [B, D, F]; tail (bool): see :meth:`ISTFTHead.forward`.
 
         Returns: Tensor: [B, 1, F * hop_length] lagging the codes by ``self.delay`` samples."""
-        inference = not (self.training or torch.is_grad_enabled() or _exporting())
+        inference = not (self.training or torch.is_grad_enabled() or exporting())
         if inference and self.use_runner and self.head_kind == "istft":
             return self.runner().forward(q, tail)
         x = self.embed(q)
