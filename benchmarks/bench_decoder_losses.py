@@ -1,4 +1,5 @@
-"""What the spectral and phase losses cost: the flagship's decoder-training step with each loss set.
+"""What the spectral and phase losses cost: the flagship's decoder-training step with each loss set
+(and with the harmonic-plus-noise head and its f0 loss).
 
 Every configuration builds the real trainer on the frozen flagship (``--init tinycodec
 --freeze-encoder --levels 4 5``, batch 16 x 0.5 s, no GAN) and times ``Trainer.train_step`` on the
@@ -27,7 +28,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import machine_info, write_report  # noqa: E402
 
 CONFIGS = {"mel": {}, "mel+stft": {"stft": 100.0}, "mel+stft+phase": {"stft": 100.0, "phase": 200.0},
-           "mel+complex": {"complex": 100.0}}
+           "mel+complex": {"complex": 100.0}, "hn head, mel+f0": {"f0": 10.0}}
+HEADS = {"hn head, mel+f0": "hn"}  # configurations that train another decoder head (default: the iSTFT head)
 
 
 def main() -> None:
@@ -49,7 +51,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trainers = {}
         for name, w in CONFIGS.items():
+            overrides = {"decoder_head": HEADS[name]} if name in HEADS else {}
             cfg = TrainConfig(init="tinycodec", freeze_encoder=True, frozen_levels=(4, 5), weights=LossWeights(**w),
+                              model_overrides=overrides,
                               disc_warmup_steps=10**9, audio_dir=args.audio_dir, batch_size=batch,
                               audio_length=length, max_steps=10**6, log_dir=None, checkpoint_dir=f"{tmp}/{name}",
                               progress=False, val_clips=1, device="cpu", num_threads=1)
