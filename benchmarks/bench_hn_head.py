@@ -24,7 +24,7 @@ from _common import machine_info, write_report  # noqa: E402
 
 from tinycodec.eval.clips import load_clips  # noqa: E402
 from tinycodec.modules.harmonic import estimate_f0  # noqa: E402
-from tinycodec.modules.server_decoder import HarmonicNoiseHead, ISTFTHead  # noqa: E402
+from tinycodec.modules.server_decoder import HarmonicNoiseHead  # noqa: E402
 from tinycodec.pretrained import load_model  # noqa: E402
 
 SR, N_Q = 16000, 4
@@ -41,12 +41,9 @@ def diagnose(spec: str, clips) -> dict[str, float]:
     errors, p_voiced, p_unvoiced, harmonic, total = [], [], [], 0.0, 0.0
     for clip in clips:
         wav = clip.wav.reshape(1, 1, -1)[..., : clip.wav.numel() // hop * hop]
-        x = model.decoder.embed(model.quantizer.decode(model.encode(wav, N_Q)))
-        for block in model.decoder.blocks:
-            x = block(x)
-        x = model.decoder.norm(x)
+        x = model.decoder.trunk(model.quantizer.decode(model.encode(wav, N_Q)))
         h = head.harmonic(x)  # sets last_f0 / last_voicing
-        noise = ISTFTHead.spectrum(head, x)
+        noise = head.noise_spectrum(x)
         f0, voicing = head.harmonic.last_f0[0], torch.sigmoid(head.harmonic.last_voicing[0])
         ref_f0, ref_voiced = estimate_f0(wav[:, 0], SR, hop)
         n = min(f0.shape[-1], ref_f0.shape[-1])

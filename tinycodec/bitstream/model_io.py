@@ -215,8 +215,8 @@ def find_model(header, seed: int = 0):
                       if header.model_hash in h)
         if same:
             return load_model(same[0][1])
-        if _retired_v1(header):
-            raise BitstreamError(_retired_v1(header))
+        if refusal := _retired_v1(header):
+            raise BitstreamError(refusal)
     if canonical_name(header.model_id) not in shipped_names() and header.model_id not in PRESETS:  # never a path from a file
         raise BitstreamError(f"no model found for this file: it needs {header.hash_kind} "
                              f"{header.model_hash.hex()} (written by {header.model_id!r}, not a shipped model "

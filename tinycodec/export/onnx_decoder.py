@@ -68,10 +68,7 @@ class DecoderExport(nn.Module):
         if levels is not None:
             rows = [r * levels[i] for i, r in enumerate(rows)]
         q = sum(rows).transpose(1, 2)  # [B, D, F]
-        x = self.decoder.embed(q)
-        for block in self.decoder.blocks:
-            x = block(x)
-        p = self.head.proj(self.decoder.norm(x).transpose(1, 2))  # [B, F, 2 bins]
+        p = self.head.proj(self.decoder.trunk(q).transpose(1, 2))  # [B, F, 2 bins]
         bins = self.head.bins
         mag = torch.exp(p[..., :bins].clamp(max=8.0))
         phase = p[..., bins:]

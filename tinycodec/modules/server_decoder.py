@@ -201,14 +201,22 @@ class HarmonicNoiseHead(ISTFTHead):
         super().__init__(dim, hop_length, n_fft)
         self.harmonic = HarmonicSource(dim, hop_length, self.n_fft, sample_rate,
                                        _synthesis_window(hop_length, self.n_fft))
-        self.last_f0: Tensor | None = None
-        self.last_voicing: Tensor | None = None
+
+    @property
+    def last_f0(self) -> Tensor | None:
+        return self.harmonic.last_f0
+
+    @property
+    def last_voicing(self) -> Tensor | None:
+        return self.harmonic.last_voicing
+
+    def noise_spectrum(self, x: Tensor) -> Tensor:
+        """The iSTFT branch alone: :meth:`ISTFTHead.spectrum`."""
+        return super().spectrum(x)
 
     def spectrum(self, x: Tensor) -> Tensor:
         """Args: x (Tensor): [B, dim, F]. Returns: Tensor: complex [B, F, bins], noise + harmonic part."""
-        harmonic = self.harmonic(x)
-        self.last_f0, self.last_voicing = self.harmonic.last_f0, self.harmonic.last_voicing
-        return super().spectrum(x) + harmonic
+        return self.noise_spectrum(x) + self.harmonic(x)
 
 
 # decoder heads a config can name (CodecConfig.decoder_head)
@@ -282,10 +290,14 @@ class ServerDecoder(StreamingModule):
         inference = not (self.training or torch.is_grad_enabled() or exporting())
         if inference and self.use_runner and self.head_kind == "istft":
             return self.runner().forward(q, tail)
+        return self.head(self.trunk(q), tail=tail)
+
+    def trunk(self, q: Tensor) -> Tensor:
+        """Everything before the head: ``q`` [B, D, F] -> embed, ConvNeXt blocks, LayerNorm -> [B, dim, F]."""
         x = self.embed(q)
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x), tail=tail)
+        return self.norm(x)
 
 
 def _synthesis_window(hop_length: int, n_fft: int) -> Tensor:
