@@ -43,7 +43,7 @@ class Attack(threading.Thread):
         super().__init__(daemon=True)
         self.port, self.n, self.hello, self.packet, self.every = port, n, hello, packet, every
         self.stop = threading.Event()
-        self.connects = self.dropped = self.packets = 0
+        self.dropped = self.packets = 0
 
     def _connect(self, socks: dict) -> None:
         try:
@@ -54,7 +54,6 @@ class Attack(threading.Thread):
         except OSError:
             return
         socks[s] = [time.monotonic() + self.every, 0]  # next send, next sequence number
-        self.connects += 1
 
     def _drop(self, socks: dict, s: socket.socket) -> None:
         socks.pop(s, None)
@@ -117,9 +116,11 @@ def test_a_legitimate_stream_is_served_while_an_attack_holds_every_place(models,
                 assert _wait(lambda: server.waiting >= 150 and attack.dropped >= 200)
             else:  # every stream slot taken by a slow sender
                 assert _wait(lambda: server.streams == 16 and attack.packets >= 16)
-            before = (attack.connects, server.evictions)
+            # the attack as the server sees it (the attacker's own thread may sit in a connect() while the
+            # listen backlog is full, so its counts are not a clock): hello-deadline drops, evictions
+            before = (server.rejections, server.evictions)
             sent = send_file(wav, "127.0.0.1", server.port, device, realtime=True, timeout=5.0)
-            during = (attack.connects - before[0], server.evictions - before[1])
+            during = (server.rejections - before[0], server.evictions - before[1])
             results = []
             while not any(r["peer"][1] == sent["local_port"] for r in results):
                 results.append(server.next_result(idle_timeout=10.0))
@@ -131,12 +132,15 @@ def test_a_legitimate_stream_is_served_while_an_attack_holds_every_place(models,
         ref = device.decode(device.encode(wav.view(1, 1, -1)), length=wav.numel())[0, 0]
     assert mine["error"] is None and mine["lost_packets"] == 0 and mine["packets"] == sent["packets"] == 63
     assert (mine["wav"] - ref).abs().max().item() <= 1e-5  # served exactly as on a quiet server
-    assert during[0] >= 1  # the attack went on while the legitimate stream was served
+    # the attack went on while the legitimate stream was served: waiting attackers dropped by the
+    # deadline (at least 150 were waiting when it started, each dropped within 0.5 s of its 1 s), or
+    # slow attackers evicted
+    assert during[0 if kind == "idle" else 1] >= 1
     if kind == "idle":
         assert server.rejections >= 200 and server.streams == 0  # dropped by the deadline, never a stream
         assert all(r.startswith(("no complete hello", "closed before the hello")) for _, r in server.rejected)
     else:
-        assert during[1] >= 1  # the legitimate stream took the slot of an attacker behind real time
+        # (the eviction above is the legitimate stream taking the slot of an attacker behind real time)
         cut = [r["error"] for r in results if r["error"]]
         assert cut and all(e.startswith(("evicted:", "stream slower than")) for e in cut)
 
